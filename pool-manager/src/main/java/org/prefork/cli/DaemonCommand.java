@@ -1,0 +1,50 @@
+package org.prefork.cli;
+
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+
+import org.prefork.daemon.ConfigException;
+import org.prefork.daemon.DaemonConfig;
+import org.prefork.daemon.PreforkDaemon;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "daemon", description = "Run preforkd in the foreground.")
+final class DaemonCommand implements Callable<Integer> {
+
+    @Option(names = "--config", paramLabel = "FILE",
+            description = "prefork.toml to read; without it the built-in defaults apply.")
+    private Path configFile;
+
+    @Option(names = "--check", description = "Validate the configuration and exit.")
+    private boolean checkOnly;
+
+    @Override
+    public Integer call() throws Exception {
+        DaemonConfig config;
+        try {
+            config = configFile == null ? DaemonConfig.defaults(Main.home())
+                    : DaemonConfig.load(configFile, Main.home());
+        } catch (ConfigException e) {
+            System.err.println("prefork: " + e.getMessage());
+            return PreforkDaemon.EXIT_CONFIG;
+        }
+        if (checkOnly) {
+            System.out.println("configuration is valid");
+            return 0;
+        }
+
+        PreforkDaemon daemon = new PreforkDaemon(config);
+        // SIGTERM and SIGINT run shutdown hooks; stopping drains sessions first.
+        Runtime.getRuntime().addShutdownHook(new Thread(daemon::stop, "stop-on-signal"));
+        try {
+            daemon.start();
+        } catch (java.io.IOException e) {
+            System.err.println("prefork: cannot start: " + e.getMessage());
+            daemon.stop();
+            int code = daemon.awaitStop();
+            return code == PreforkDaemon.EXIT_OK ? PreforkDaemon.EXIT_FAILED : code;
+        }
+        return daemon.awaitStop();
+    }
+}

@@ -1,0 +1,25 @@
+package org.prefork.cli;
+
+import java.nio.file.Path;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** {@code bin/prefork}: the subcommands that run on the JVM ({@code connect} is C). */
+@Command(name = "prefork", mixinStandardHelpOptions = true, version = "prefork 0.1.0",
+        description = "A pre-fork worker pool for bzr+ssh smart-server sessions.",
+        subcommands = {DaemonCommand.class, StatusCommand.class, ShutdownCommand.class,
+                DemoCommand.class, CommandLine.HelpCommand.class})
+public final class Main {
+
+    static final String DEFAULT_SOCKET = "/run/prefork/control.sock";
+
+    public static void main(String[] args) {
+        System.exit(new CommandLine(new Main()).execute(args));
+    }
+
+    /** The checkout or install root, set by {@code bin/prefork}. */
+    static Path home() {
+        return Path.of(System.getProperty("prefork.home", ".")).toAbsolutePath().normalize();
+    }
+}

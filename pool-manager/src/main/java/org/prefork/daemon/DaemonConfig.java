@@ -1,0 +1,197 @@
+package org.prefork.daemon;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.regex.Pattern;
+
+import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.dataformat.toml.TomlMapper;
+
+/**
+ * The validated contents of {@code prefork.toml}. Every key has a default that serves a
+ * single-host install; a bad value stops the start with a message naming the key, the
+ * value and what is allowed.
+ */
+public record DaemonConfig(
+        Path socket,
+        int socketMode,
+        Path workerDir,
+        Path stateDir,
+        int minIdle,
+        int maxTotal,
+        long waitTimeoutMs,
+        int maxWaiting,
+        long fifoOpenTimeoutMs,
+        long drainTimeoutMs,
+        String service,
+        Path python,
+        Path workerStub,
+        int startupMs,
+        List<String> writablePaths,
+        List<String> envAllowlist,
+        List<Integer> trustedUids,
+        int minUid,
+        int maxUid,
+        Map<String, Long> rlimits) {
+
+    private static final Pattern ABSOLUTE_PATH = Pattern.compile("/[^\\x00]*");
+    private static final Pattern WRITABLE_PATH = Pattern.compile("~|/[^\\x00]*");
+    private static final Pattern OCTAL_MODE = Pattern.compile("0?[0-7]{3}");
+    private static final Pattern SERVICE = Pattern.compile("brz|test");
+    private static final Pattern ENV_NAME = Pattern.compile("[A-Z_][A-Z0-9_]{0,63}");
+    private static final Set<String> SECTIONS =
+            Set.of("daemon", "pool", "service", "policy", "limits");
+
+    /** Names the daemon sets itself; a frontend can never supply them. */
+    private static final Set<String> RESERVED_ENV =
+            Set.of("HOME", "USER", "LOGNAME", "PATH");
+
+    public static DaemonConfig load(Path file, Path preforkHome) throws ConfigException {
+        String text;
+        try {
+            text = Files.readString(file);
+        } catch (IOException e) {
+            throw new ConfigException("cannot read config file " + file + ": " + e.getMessage());
+        }
+        return parse(text, preforkHome);
+    }
+
+    public static DaemonConfig parse(String toml, Path preforkHome) throws ConfigException {
+        JsonNode root;
+        try {
+            root = new TomlMapper().readTree(toml);
+        } catch (JacksonException e) {
+            throw new ConfigException("config is not valid TOML: " + e.getOriginalMessage());
+        }
+        rejectUnknownSections(root);
+        return fromTree(root, preforkHome);
+    }
+
+    /** The embedded default: what {@code prefork daemon} runs with when given no file. */
+    public static DaemonConfig defaults(Path preforkHome) {
+        try {
+            return parse("", preforkHome);
+        } catch (ConfigException e) {
+            throw new IllegalStateException("built-in defaults are invalid", e);
+        }
+    }
+
+    private static DaemonConfig fromTree(JsonNode root, Path home) throws ConfigException {
+        ConfigSection daemon = new ConfigSection("daemon", root.get("daemon"));
+        ConfigSection pool = new ConfigSection("pool", root.get("pool"));
+        ConfigSection service = new ConfigSection("service", root.get("service"));
+        ConfigSection policy = new ConfigSection("policy", root.get("policy"));
+        ConfigSection limits = new ConfigSection("limits", root.get("limits"));
+        String pathRule = "an absolute path";
+
+        Path socket = Path.of(daemon.string("socket", "/run/prefork/control.sock",
+                ABSOLUTE_PATH, pathRule));
+        int socketMode = Integer.parseInt(daemon.string("socket_mode", "0666",
+                OCTAL_MODE, "an octal file mode such as \"0660\""), 8);
+        Path workerDir = Path.of(daemon.string("worker_dir", "/run/prefork/workers",
+                ABSOLUTE_PATH, pathRule));
+        Path stateDir = Path.of(daemon.string("state_dir", "/var/lib/prefork",
+                ABSOLUTE_PATH, pathRule));
+
+        int minIdle = pool.integer("min_idle", 4, 0, 256);
+        int maxTotal = pool.integer("max_total", 64, 1, 4096);
+        long waitTimeoutMs = pool.longInteger("wait_timeout_ms", 5_000, 0, 600_000);
+        int maxWaiting = pool.integer("max_waiting", 64, 0, 10_000);
+        long fifoOpenTimeoutMs =
+                pool.longInteger("fifo_open_timeout_ms", 10_000, 100, 600_000);
+        long drainTimeoutMs = pool.longInteger("drain_timeout_ms", 10_000, 0, 3_600_000);
+
+        String serviceName = service.string("name", "brz", SERVICE, "\"brz\" or \"test\"");
+        Path python = Path.of(service.string("python", "/usr/bin/python3",
+                ABSOLUTE_PATH, pathRule));
+        Path workerStub = Path.of(service.string("worker_stub",
+                home.resolve("worker-stub/src/main/python").toString(),
+                ABSOLUTE_PATH, pathRule));
+        int startupMs = service.integer("startup_ms", 0, 0, 60_000);
+        List<String> writablePaths = service.strings("writable_paths", List.of(),
+                WRITABLE_PATH, "absolute paths or \"~\"");
+        List<String> envAllowlist = service.strings("env_allowlist",
+                List.of("LANG", "LC_ALL", "BRZ_EMAIL", "BZR_EMAIL"),
+                ENV_NAME, "environment variable names such as \"BRZ_EMAIL\"");
+
+        List<Integer> trustedUids = policy.integers("trusted_uids", 0, Integer.MAX_VALUE);
+        int minUid = policy.integer("min_uid", 1000, 1, Integer.MAX_VALUE);
+        int maxUid = policy.integer("max_uid", 60_000, 1, Integer.MAX_VALUE);
+
+        Map<String, Long> rlimits = readRlimits(limits);
+
+        for (ConfigSection section : List.of(daemon, pool, service, policy, limits)) {
+            section.rejectUnknownKeys();
+        }
+        checkCrossKeyRules(minIdle, maxTotal, minUid, maxUid, envAllowlist, python);
+
+        return new DaemonConfig(socket, socketMode, workerDir, stateDir, minIdle, maxTotal,
+                waitTimeoutMs, maxWaiting, fifoOpenTimeoutMs, drainTimeoutMs, serviceName,
+                python, workerStub, startupMs, writablePaths, envAllowlist, trustedUids,
+                minUid, maxUid, rlimits);
+    }
+
+    private static Map<String, Long> readRlimits(ConfigSection limits) throws ConfigException {
+        Map<String, Long> rlimits = new TreeMap<>();
+        long unset = -1;
+        long[] values = {
+            limits.longInteger("address_space_bytes", unset, 1 << 24, Long.MAX_VALUE),
+            limits.longInteger("open_files", unset, 16, 1 << 20),
+            limits.longInteger("cpu_seconds", unset, 1, Long.MAX_VALUE),
+            limits.longInteger("processes", unset, 1, 1 << 22),
+            limits.longInteger("file_size_bytes", unset, 1 << 20, Long.MAX_VALUE),
+        };
+        String[] wireNames = {"as", "nofile", "cpu", "nproc", "fsize"};
+        for (int i = 0; i < values.length; i++) {
+            if (values[i] != unset) {
+                rlimits.put(wireNames[i], values[i]);
+            }
+        }
+        return Map.copyOf(rlimits);
+    }
+
+    private static void checkCrossKeyRules(int minIdle, int maxTotal, int minUid, int maxUid,
+            List<String> envAllowlist, Path python) throws ConfigException {
+        if (minIdle > maxTotal) {
+            throw new ConfigException("pool.min_idle = " + minIdle
+                    + " is invalid: must not exceed pool.max_total = " + maxTotal);
+        }
+        if (minUid > maxUid) {
+            throw new ConfigException("policy.min_uid = " + minUid
+                    + " is invalid: must not exceed policy.max_uid = " + maxUid);
+        }
+        for (String name : envAllowlist) {
+            if (RESERVED_ENV.contains(name)) {
+                throw new ConfigException("service.env_allowlist names \"" + name
+                        + "\", which is invalid: the daemon sets HOME, LOGNAME, PATH"
+                        + " and USER itself");
+            }
+        }
+        if (!python.isAbsolute()) {
+            throw new ConfigException("service.python must be an absolute path");
+        }
+    }
+
+    private static void rejectUnknownSections(JsonNode root) throws ConfigException {
+        for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> entry = it.next();
+            if (!SECTIONS.contains(entry.getKey())) {
+                throw new ConfigException("unknown section or key '" + entry.getKey()
+                        + "'; the config has the tables [daemon], [limits], [policy],"
+                        + " [pool] and [service]");
+            }
+        }
+    }
+
+    /** The directory the template warms up in: its own repository and empty config home. */
+    public Path warmDir() {
+        return stateDir.resolve("warm");
+    }
+}

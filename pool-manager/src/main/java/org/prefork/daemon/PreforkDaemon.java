@@ -1,0 +1,172 @@
+package org.prefork.daemon;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Comparator;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.stream.Stream;
+
+import jnr.posix.POSIX;
+import jnr.posix.POSIXFactory;
+import org.prefork.protocol.ErrorCode;
+import org.prefork.protocol.Limits;
+import org.prefork.protocol.Reply;
+import org.prefork.protocol.Request;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * preforkd: owns the configuration, the user policy, the pool and the control socket.
+ * It never runs service code itself.
+ */
+public final class PreforkDaemon implements ControlConnection.Handler {
+
+    /** Exit codes, so a supervisor can tell a bad config from a crash. */
+    public static final int EXIT_OK = 0;
+    public static final int EXIT_FAILED = 1;
+    public static final int EXIT_SERVICE_IMPORT = 4;
+    public static final int EXIT_WARM_UP = 5;
+    public static final int EXIT_CONFIG = 78;
+
+    private static final Logger log = LoggerFactory.getLogger(PreforkDaemon.class);
+    private static final long TEMPLATE_READY_TIMEOUT_MS = 120_000;
+
+    private final DaemonConfig config;
+    private final int daemonUid;
+    private final UserPolicy policy;
+    private final WorkerPool pool;
+    private final ControlServer server;
+    private final CountDownLatch stopped = new CountDownLatch(1);
+    private volatile int exitCode = EXIT_OK;
+    private boolean stopping;
+
+    public PreforkDaemon(DaemonConfig config) {
+        this(config, POSIXFactory.getNativePOSIX());
+    }
+
+    PreforkDaemon(DaemonConfig config, POSIX posix) {
+        this.config = config;
+        this.daemonUid = posix.geteuid();
+        this.policy = new UserPolicy(new PosixUserDatabase(posix), config, daemonUid);
+        this.pool = new WorkerPool(config, this::onFatalTemplateExit);
+        this.server = new ControlServer(config, this);
+    }
+
+    /** Prepares the directories, warms the template, fills the pool, then listens. */
+    public void start() throws IOException, InterruptedException {
+        if (daemonUid != 0) {
+            log.warn("running unprivileged as uid {}: only that uid can be served", daemonUid);
+        }
+        prepareDirectories();
+        pool.start(TEMPLATE_READY_TIMEOUT_MS);
+        server.start();
+        log.info("preforkd ready: {}", pool.stats());
+    }
+
+    private void prepareDirectories() throws IOException {
+        // Workers' directories hang below this one; users must be able to pass through.
+        Files.createDirectories(config.workerDir());
+        Files.setPosixFilePermissions(config.workerDir(),
+                PosixFilePermissions.fromString("rwxr-xr-x"));
+        removeWorkerDirectories();
+        Files.createDirectories(config.warmDir());
+        Files.setPosixFilePermissions(config.warmDir(),
+                PosixFilePermissions.fromString("rwx------"));
+    }
+
+    /** Removes what workers of this or an earlier, crashed daemon left behind. */
+    private void removeWorkerDirectories() throws IOException {
+        try (Stream<Path> entries = Files.list(config.workerDir())) {
+            for (Path entry : entries.toList()) {
+                if (Limits.WORKER_ID.matcher(entry.getFileName().toString()).matches()) {
+                    deleteTree(entry);
+                }
+            }
+        }
+    }
+
+    private static void deleteTree(Path root) throws IOException {
+        try (Stream<Path> paths = Files.walk(root)) {
+            for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(path);
+            }
+        }
+    }
+
+    /** Blocks until the daemon was asked to stop and has stopped; returns the exit code. */
+    public int awaitStop() throws InterruptedException {
+        stopped.await();
+        return exitCode;
+    }
+
+    /** Stops in stages; safe to call more than once and from any thread. */
+    public void stop() {
+        synchronized (this) {
+            if (stopping) {
+                return;
+            }
+            stopping = true;
+        }
+        log.info("stopping: {}", pool.stats());
+        try {
+            server.close();
+            pool.shutdown();
+            removeWorkerDirectories();
+        } catch (IOException e) {
+            log.error("stopping cleanly failed: {}", e.getMessage());
+            exitCode = exitCode == EXIT_OK ? EXIT_FAILED : exitCode;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } finally {
+            stopped.countDown();
+            log.info("stopped");
+        }
+    }
+
+    private void onFatalTemplateExit(int templateExitCode) {
+        exitCode = templateExitCode == EXIT_SERVICE_IMPORT || templateExitCode == EXIT_WARM_UP
+                ? templateExitCode : EXIT_FAILED;
+        new Thread(this::stop, "stop-after-template-exit").start();
+    }
+
+    @Override
+    public Reply.Status status() {
+        return new Reply.Status(pool.stats().toStatusFields());
+    }
+
+    @Override
+    public Worker handOut(Caller caller, Request.Spawn spawn, Map<String, String> env)
+            throws Refusal, InterruptedException {
+        UserAccount account = policy.authorize(caller, spawn.user());
+        var args = ServiceCommand.normalize(config.service(), spawn.args());
+        log.info("spawn for {} (uid {}) asked by uid {} (pid:{})", account.name(),
+                account.uid(), caller.uid(), caller.pid());
+        return pool.handOut(new Binding(account, caller, args, Map.copyOf(env), config));
+    }
+
+    @Override
+    public void shutdown(Caller caller) throws Refusal {
+        if (!caller.isRoot() && caller.uid() != daemonUid) {
+            throw new Refusal(ErrorCode.REFUSED, "shutdown refused: only root or uid "
+                    + daemonUid + " may stop the daemon");
+        }
+        log.info("shutdown asked by uid {} (pid:{})", caller.uid(), caller.pid());
+        new Thread(this::stop, "stop-on-request").start();
+    }
+
+    @Override
+    public boolean envAllowed(String name) {
+        return config.envAllowlist().contains(name);
+    }
+
+    public PoolStats stats() {
+        return pool.stats();
+    }
+
+    public DaemonConfig config() {
+        return config;
+    }
+}

@@ -1,0 +1,389 @@
+package org.prefork.daemon;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.IntConsumer;
+
+import org.prefork.protocol.ErrorCode;
+import org.prefork.protocol.ExitStatus;
+import org.prefork.protocol.TemplateCodec;
+import org.prefork.protocol.TemplateEvent;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The pool state machine. It hands out the oldest parked worker to each request,
+ * replenishes from the template at once, and learns of every exit from the template.
+ * All state lives under one lock; nothing blocking happens while it is held.
+ */
+public final class WorkerPool implements TemplateLink.Listener {
+
+    private static final Logger log = LoggerFactory.getLogger(WorkerPool.class);
+
+    /** How long a parked worker may take to confirm its privilege drop. */
+    private static final long BIND_TIMEOUT_MS = 10_000;
+
+    private final DaemonConfig config;
+    private final TemplateLink template;
+    private final IntConsumer onFatalTemplateExit;
+
+    private final ReentrantLock lock = new ReentrantLock();
+    private final Condition changed = lock.newCondition();
+    private final Map<String, Worker> workers = new LinkedHashMap<>();
+    private final Deque<Worker> parked = new ArrayDeque<>();
+    private long nextWorkerNumber = 1;
+    private int waiting;
+    private long handedOut;
+    private long exhausted;
+    private String templateState = "starting";
+    private boolean closing;
+
+    /**
+     * @param onFatalTemplateExit called with the template's exit code when it failed in a
+     *     way a restart cannot mend (bad arguments, service import, warm-up)
+     */
+    public WorkerPool(DaemonConfig config, IntConsumer onFatalTemplateExit) {
+        this.config = config;
+        this.template = new TemplateLink(config, this);
+        this.onFatalTemplateExit = onFatalTemplateExit;
+    }
+
+    /** Starts the template and waits until it is warm; then fills the pool. */
+    public void start(long readyTimeoutMs) throws IOException, InterruptedException {
+        template.start();
+        lock.lock();
+        try {
+            long remainingNs = TimeUnit.MILLISECONDS.toNanos(readyTimeoutMs);
+            while (templateState.equals("starting") && remainingNs > 0) {
+                remainingNs = changed.awaitNanos(remainingNs);
+            }
+            if (!templateState.equals("up")) {
+                throw new IOException("template did not become ready within "
+                        + readyTimeoutMs + " ms (state: " + templateState + ")");
+            }
+        } finally {
+            lock.unlock();
+        }
+        replenish();
+    }
+
+    /**
+     * Hands the oldest parked worker to {@code binding}'s user and waits until it has
+     * dropped its privileges. Waits for a parked worker within the configured bounds.
+     */
+    Worker handOut(Binding binding) throws Refusal, InterruptedException {
+        Worker worker = takeParked(binding.user().name());
+        replenish();
+
+        try {
+            template.send(TemplateCodec.bind(worker.id, binding.toJson()));
+            worker.bound.get(BIND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+        } catch (IOException | TimeoutException e) {
+            template.sendQuietly(TemplateCodec.stop(worker.id));
+            throw new Refusal(ErrorCode.WORKER_FAILED, "worker " + worker.id
+                    + " could not be bound to " + binding.user().name() + ": " + e);
+        } catch (ExecutionException e) {
+            throw new Refusal(ErrorCode.WORKER_FAILED, "worker " + worker.id
+                    + " could not be bound to " + binding.user().name() + ": "
+                    + e.getCause().getMessage());
+        }
+        log.info("handed out {} to {}", worker, binding.user().name());
+        return worker;
+    }
+
+    private Worker takeParked(String user) throws Refusal, InterruptedException {
+        lock.lock();
+        try {
+            if (closing) {
+                throw new Refusal(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down");
+            }
+            if (parked.isEmpty() && waiting >= config.maxWaiting()) {
+                exhausted++;
+                throw new Refusal(ErrorCode.POOL_EXHAUSTED, "pool exhausted: "
+                        + waiting + " requests are already waiting for a worker");
+            }
+            awaitParked();
+            Worker worker = parked.pollFirst();
+            worker.state = Worker.State.BINDING;
+            worker.user = user;
+            worker.boundAtNanos = System.nanoTime();
+            handedOut++;
+            return worker;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void awaitParked() throws Refusal, InterruptedException {
+        long remainingNs = TimeUnit.MILLISECONDS.toNanos(config.waitTimeoutMs());
+        waiting++;
+        try {
+            while (parked.isEmpty() && !closing) {
+                if (remainingNs <= 0) {
+                    exhausted++;
+                    throw new Refusal(ErrorCode.POOL_EXHAUSTED, "pool exhausted: no worker"
+                            + " became free within " + config.waitTimeoutMs() + " ms");
+                }
+                remainingNs = changed.awaitNanos(remainingNs);
+            }
+        } finally {
+            waiting--;
+        }
+        if (closing) {
+            throw new Refusal(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down");
+        }
+    }
+
+    /** Forks until the idle target is met, within max_total. Sends outside the lock. */
+    private void replenish() {
+        List<String> toFork = new ArrayList<>();
+        lock.lock();
+        try {
+            int idle = count(Worker.State.PARKED) + count(Worker.State.FORKING);
+            while (!closing && templateState.equals("up")
+                    && idle + toFork.size() < config.minIdle()
+                    && workers.size() < config.maxTotal()) {
+                Worker worker = new Worker("w" + nextWorkerNumber++);
+                workers.put(worker.id, worker);
+                toFork.add(worker.id);
+            }
+        } finally {
+            lock.unlock();
+        }
+        for (String id : toFork) {
+            template.sendQuietly(TemplateCodec.fork(id));
+        }
+    }
+
+    @Override
+    public void onEvent(TemplateEvent event) {
+        if (event instanceof TemplateEvent.Exited exited) {
+            onExited(exited);
+            replenish();
+            return;
+        }
+        lock.lock();
+        try {
+            apply(event);
+            changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+        if (event instanceof TemplateEvent.Ready || event instanceof TemplateEvent.ForkFailed) {
+            replenish();
+        }
+    }
+
+    private void apply(TemplateEvent event) {
+        if (event instanceof TemplateEvent.Ready ready) {
+            templateState = "up";
+            log.info("template ready (pid:{}), warmed in {} ms", ready.templatePid(),
+                    ready.warmMs());
+        } else if (event instanceof TemplateEvent.Parked p) {
+            Worker worker = expect(p.workerId(), Worker.State.FORKING);
+            if (worker != null) {
+                worker.pid = p.pid();
+                worker.dir = Path.of(p.dir());
+                worker.state = Worker.State.PARKED;
+                parked.addLast(worker);
+                log.debug("parked {}", worker);
+            }
+        } else if (event instanceof TemplateEvent.Bound b) {
+            Worker worker = expect(b.workerId(), Worker.State.BINDING);
+            if (worker != null) {
+                worker.state = Worker.State.BOUND;
+                worker.bound.complete(null);
+            }
+        } else if (event instanceof TemplateEvent.BindFailed f) {
+            Worker worker = workers.get(f.workerId());
+            if (worker != null) {
+                log.error("{} for {} failed to bind: {}", worker, worker.user, f.reason());
+                worker.bound.completeExceptionally(new IOException(f.reason()));
+            }
+        } else if (event instanceof TemplateEvent.ForkFailed f) {
+            workers.remove(f.workerId());
+            log.error("template could not fork {}: {}", f.workerId(), f.reason());
+        }
+    }
+
+    private void onExited(TemplateEvent.Exited exited) {
+        Worker worker;
+        lock.lock();
+        try {
+            worker = workers.remove(exited.workerId());
+            if (worker == null) {
+                log.warn("template reported exit of unknown worker {}", exited.workerId());
+                return;
+            }
+            parked.remove(worker);
+            worker.state = Worker.State.EXITED;
+            changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+        logExit(worker, exited.status());
+        worker.bound.completeExceptionally(
+                new IOException("worker exited before binding: " + exited.status()));
+        worker.exit.complete(exited.status());
+    }
+
+    private static void logExit(Worker worker, ExitStatus status) {
+        long sessionMs = worker.boundAtNanos == 0 ? 0
+                : TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - worker.boundAtNanos);
+        if (status.bySignal() && status.value() == 9) {
+            log.warn("{} for {} was killed by SIGKILL after {} ms (out of memory?)",
+                    worker, worker.user, sessionMs);
+        } else {
+            log.info("{} for {} exited with {} after {} ms", worker, worker.user, status,
+                    sessionMs);
+        }
+    }
+
+    @Override
+    public void onTemplateExit(int exitCode) {
+        List<Worker> lost;
+        lock.lock();
+        try {
+            templateState = closing ? "stopped" : "down";
+            lost = new ArrayList<>(workers.values());
+            workers.clear();
+            parked.clear();
+            changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+        lost.forEach(WorkerPool::forgetAfterTemplateLoss);
+        if (closing) {
+            log.info("template exited with code {}", exitCode);
+            return;
+        }
+        log.error("template exited unexpectedly with code {}; {} workers lost", exitCode,
+                lost.size());
+        // TODO(template restart): a crashed template is not restarted yet; the daemon
+        // stops so that its supervisor (systemd) restarts it with backoff.
+        onFatalTemplateExit.accept(exitCode);
+    }
+
+    /**
+     * The template was the workers' parent; without it nobody reports their exit. A
+     * bound session goes on (its FIFOs are open), so its caller is told when it ends.
+     */
+    private static void forgetAfterTemplateLoss(Worker worker) {
+        IOException gone = new IOException("template exited; exit status of " + worker
+                + " is unknown");
+        worker.bound.completeExceptionally(gone);
+        if (worker.state != Worker.State.BOUND) {
+            worker.exit.completeExceptionally(gone);
+            return;
+        }
+        ProcessHandle.of(worker.pid).ifPresentOrElse(
+                handle -> handle.onExit().thenRun(() -> worker.exit.completeExceptionally(gone)),
+                () -> worker.exit.completeExceptionally(gone));
+    }
+
+    private Worker expect(String id, Worker.State state) {
+        Worker worker = workers.get(id);
+        if (worker == null || worker.state != state) {
+            log.warn("template event for {} in unexpected state {} (expected {})", id,
+                    worker == null ? "unknown" : worker.state, state);
+            return null;
+        }
+        return worker;
+    }
+
+    private int count(Worker.State state) {
+        return (int) workers.values().stream().filter(w -> w.state == state).count();
+    }
+
+    public PoolStats stats() {
+        lock.lock();
+        try {
+            int bound = count(Worker.State.BINDING) + count(Worker.State.BOUND);
+            return new PoolStats(parked.size(), count(Worker.State.FORKING), bound, waiting,
+                    handedOut, exhausted, templateState);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    /**
+     * Stops in stages: refuse new requests and stop parked workers; let bound sessions
+     * finish until the drain deadline; then terminate what is left and end the template.
+     */
+    public void shutdown() throws InterruptedException {
+        List<String> toStop = beginClosing();
+        toStop.forEach(id -> template.sendQuietly(TemplateCodec.stop(id)));
+
+        if (!awaitNoWorkers(config.drainTimeoutMs())) {
+            log.warn("drain deadline of {} ms passed; terminating {} sessions",
+                    config.drainTimeoutMs(), stats().total());
+            signalRemaining(false);
+            if (!awaitNoWorkers(2_000)) {
+                signalRemaining(true);
+                awaitNoWorkers(2_000);
+            }
+        }
+
+        template.closeInput();
+        if (!template.awaitExit(5_000)) {
+            log.warn("template (pid:{}) did not exit within 5000 ms; killing it",
+                    template.pid());
+            template.kill();
+            template.awaitExit(5_000);
+        }
+    }
+
+    private List<String> beginClosing() {
+        lock.lock();
+        try {
+            closing = true;
+            changed.signalAll();
+            return parked.stream().map(w -> w.id).toList();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private boolean awaitNoWorkers(long timeoutMs) throws InterruptedException {
+        lock.lock();
+        try {
+            long remainingNs = TimeUnit.MILLISECONDS.toNanos(timeoutMs);
+            while (!workers.isEmpty() && remainingNs > 0 && !templateState.equals("stopped")) {
+                remainingNs = changed.awaitNanos(remainingNs);
+            }
+            return workers.isEmpty();
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void signalRemaining(boolean forcibly) {
+        List<Long> pids;
+        lock.lock();
+        try {
+            pids = workers.values().stream().filter(w -> w.pid > 0).map(w -> w.pid).toList();
+        } finally {
+            lock.unlock();
+        }
+        for (long pid : pids) {
+            ProcessHandle.of(pid).ifPresent(h -> {
+                if (forcibly) {
+                    h.destroyForcibly();
+                } else {
+                    h.destroy();
+                }
+            });
+        }
+    }
+}
