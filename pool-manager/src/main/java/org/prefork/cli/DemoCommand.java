@@ -32,6 +32,9 @@ final class DemoCommand implements Callable<Integer> {
             description = "Connections on each side (default: ${DEFAULT-VALUE}).")
     private int runs;
 
+    /** Untimed connections per side first: page cache for cold, code paths for pooled. */
+    private static final int WARM_UP_RUNS = 5;
+
     private final Progress progress = new Progress();
 
     @Override
@@ -81,7 +84,8 @@ final class DemoCommand implements Callable<Integer> {
         Map<String, String> env = Map.of("PATH", "/usr/bin:/bin", "HOME", brzHome.toString(),
                 "BRZ_EMAIL", "prefork demo <demo@prefork.invalid>", "LANG", "C.UTF-8");
 
-        Exec.run(List.of("/usr/bin/brz", "init", "--quiet", branch.toString()), null, env);
+        Exec.run(List.of("/usr/bin/brz", "init", "--quiet", "--create-prefix",
+                branch.toString()), null, env);
         for (int revision = 1; revision <= 3; revision++) {
             Files.writeString(branch.resolve("file" + revision + ".txt"),
                     "revision " + revision + "\n");
@@ -127,7 +131,7 @@ final class DemoCommand implements Callable<Integer> {
         List<String> command = new ArrayList<>(List.of("/usr/bin/python3", "-E", "-s",
                 Main.home().resolve("worker-stub/src/main/python/prefork_worker/probe.py")
                         .toString(),
-                "--runs", Integer.toString(runs)));
+                "--runs", Integer.toString(runs), "--warm-up", Integer.toString(WARM_UP_RUNS)));
         if (!user.isSelf()) {
             command.addAll(List.of("--as-user", user.name()));
         }
@@ -141,8 +145,8 @@ final class DemoCommand implements Callable<Integer> {
     }
 
     static String summary(JsonNode result) {
-        double cold = result.path("cold").path("median_ms").asDouble();
-        double pooled = result.path("pooled").path("median_ms").asDouble();
+        double cold = result.path("cold").path("median").asDouble();
+        double pooled = result.path("pooled").path("median").asDouble();
         double ratio = cold / pooled;
         String times = ratio >= 10 ? String.format("%.0fx", ratio) : String.format("%.1fx", ratio);
         return String.format("connection time: cold %.1f ms, pooled %.1f ms, %s faster",

@@ -15,7 +15,18 @@ public final class Main {
     static final String DEFAULT_SOCKET = "/run/prefork/control.sock";
 
     public static void main(String[] args) {
-        System.exit(new CommandLine(new Main()).execute(args));
+        System.exit(commandLine().execute(args));
+    }
+
+    static CommandLine commandLine() {
+        return new CommandLine(new Main()).setExecutionExceptionHandler(Main::failed);
+    }
+
+    /** An operator gets one line saying what failed, not a stack trace. */
+    private static int failed(Exception e, CommandLine command, CommandLine.ParseResult parsed) {
+        String message = e.getMessage() == null ? e.toString() : e.getMessage();
+        command.getErr().println("prefork " + command.getCommandName() + ": " + message);
+        return 1;
     }
 
     /** The checkout or install root, set by {@code bin/prefork}. */

@@ -4,14 +4,26 @@ import java.util.Arrays;
 import java.util.Optional;
 import java.util.TreeSet;
 
-import jnr.posix.Group;
+import jnr.ffi.LibraryLoader;
+import jnr.ffi.byref.IntByReference;
 import jnr.posix.POSIX;
 import jnr.posix.Passwd;
 
-/** {@link UserDatabase} over libc's {@code getpwnam} and group enumeration, via JNR-POSIX. */
+/**
+ * {@link UserDatabase} over libc's {@code getpwnam} (JNR-POSIX) and {@code getgrouplist}
+ * (JNR-FFI), so NSS sources such as LDAP count as well as {@code /etc/group}.
+ */
 public final class PosixUserDatabase implements UserDatabase {
 
+    /** The part of libc that JNR-POSIX does not wrap. */
+    public interface GroupList {
+        int getgrouplist(String user, int group, int[] groups, IntByReference ngroups);
+    }
+
+    private static final int MAX_GROUPS = 65_536;
+
     private final POSIX posix;
+    private final GroupList libc = LibraryLoader.create(GroupList.class).load("c");
 
     public PosixUserDatabase(POSIX posix) {
         this.posix = posix;
@@ -19,34 +31,31 @@ public final class PosixUserDatabase implements UserDatabase {
 
     @Override
     public Optional<UserAccount> byName(String name) {
-        // getpwnam and the getgrent cursor are process-global state in libc.
+        // getpwnam returns a pointer into libc's static storage.
         synchronized (PosixUserDatabase.class) {
             Passwd entry = posix.getpwnam(name);
             if (entry == null || !name.equals(entry.getLoginName())) {
                 return Optional.empty();
             }
             int gid = (int) entry.getGID();
-            TreeSet<Integer> groups = new TreeSet<>();
-            groups.add(gid);
-            groups.addAll(supplementaryGroups(name));
             return Optional.of(new UserAccount(name, (int) entry.getUID(), gid,
-                    entry.getHome(), groups.stream().toList()));
+                    entry.getHome(), groups(name, gid)));
         }
     }
 
-    private TreeSet<Integer> supplementaryGroups(String name) {
-        TreeSet<Integer> groups = new TreeSet<>();
-        posix.setgrent();
-        try {
-            for (Group group = posix.getgrent(); group != null; group = posix.getgrent()) {
-                String[] members = group.getMembers();
-                if (members != null && Arrays.asList(members).contains(name)) {
-                    groups.add((int) group.getGID());
-                }
-            }
-        } finally {
-            posix.endgrent();
+    private java.util.List<Integer> groups(String name, int gid) {
+        int[] groups = new int[64];
+        IntByReference count = new IntByReference(groups.length);
+        // -1 means the array was too small; the count then says how large it must be.
+        while (libc.getgrouplist(name, gid, groups, count) == -1
+                && count.intValue() > groups.length && count.intValue() <= MAX_GROUPS) {
+            groups = new int[count.intValue()];
+            count = new IntByReference(groups.length);
         }
-        return groups;
+        TreeSet<Integer> sorted = new TreeSet<>();
+        Arrays.stream(groups, 0, Math.min(count.intValue(), groups.length))
+                .forEach(sorted::add);
+        sorted.add(gid);
+        return sorted.stream().toList();
     }
 }

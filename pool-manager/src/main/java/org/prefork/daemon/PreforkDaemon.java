@@ -36,6 +36,8 @@ public final class PreforkDaemon implements ControlConnection.Handler {
 
     private final DaemonConfig config;
     private final int daemonUid;
+    private final String daemonUser;
+    private final UserDatabase users;
     private final UserPolicy policy;
     private final WorkerPool pool;
     private final ControlServer server;
@@ -50,7 +52,9 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     PreforkDaemon(DaemonConfig config, POSIX posix) {
         this.config = config;
         this.daemonUid = posix.geteuid();
-        this.policy = new UserPolicy(new PosixUserDatabase(posix), config, daemonUid);
+        this.users = new PosixUserDatabase(posix);
+        this.daemonUser = posix.getpwuid(daemonUid).getLoginName();
+        this.policy = new UserPolicy(users, config, daemonUid);
         this.pool = new WorkerPool(config, this::onFatalTemplateExit);
         this.server = new ControlServer(config, this);
     }
@@ -63,6 +67,7 @@ public final class PreforkDaemon implements ControlConnection.Handler {
         prepareDirectories();
         pool.start(TEMPLATE_READY_TIMEOUT_MS);
         server.start();
+        JvmWarmUp.run(config, users, daemonUser);
         log.info("preforkd ready: {}", pool.stats());
     }
 

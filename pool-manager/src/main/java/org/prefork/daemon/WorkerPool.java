@@ -9,6 +9,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.locks.Condition;
@@ -34,9 +37,20 @@ public final class WorkerPool implements TemplateLink.Listener {
     /** How long a parked worker may take to confirm its privilege drop. */
     private static final long BIND_TIMEOUT_MS = 10_000;
 
+    /** Restart backoff: doubles from the first delay up to the cap, with jitter. */
+    private static final long RESTART_FIRST_DELAY_MS = 100;
+    private static final long RESTART_MAX_DELAY_MS = 10_000;
+
     private final DaemonConfig config;
-    private final TemplateLink template;
     private final IntConsumer onFatalTemplateExit;
+    private final ScheduledExecutorService housekeeper =
+            Executors.newSingleThreadScheduledExecutor(runnable -> {
+                Thread thread = new Thread(runnable, "pool-housekeeper");
+                thread.setDaemon(true);
+                return thread;
+            });
+    private volatile TemplateLink template;
+    private int restartsInARow;
 
     private final ReentrantLock lock = new ReentrantLock();
     private final Condition changed = lock.newCondition();
@@ -55,13 +69,12 @@ public final class WorkerPool implements TemplateLink.Listener {
      */
     public WorkerPool(DaemonConfig config, IntConsumer onFatalTemplateExit) {
         this.config = config;
-        this.template = new TemplateLink(config, this);
         this.onFatalTemplateExit = onFatalTemplateExit;
     }
 
     /** Starts the template and waits until it is warm; then fills the pool. */
     public void start(long readyTimeoutMs) throws IOException, InterruptedException {
-        template.start();
+        startTemplate();
         lock.lock();
         try {
             long remainingNs = TimeUnit.MILLISECONDS.toNanos(readyTimeoutMs);
@@ -78,14 +91,18 @@ public final class WorkerPool implements TemplateLink.Listener {
         replenish();
     }
 
+    private void startTemplate() throws IOException {
+        TemplateLink link = new TemplateLink(config, this);
+        template = link;
+        link.start();
+    }
+
     /**
      * Hands the oldest parked worker to {@code binding}'s user and waits until it has
      * dropped its privileges. Waits for a parked worker within the configured bounds.
      */
     Worker handOut(Binding binding) throws Refusal, InterruptedException {
         Worker worker = takeParked(binding.user().name());
-        replenish();
-
         try {
             template.send(TemplateCodec.bind(worker.id, binding.toJson()));
             worker.bound.get(BIND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
@@ -97,6 +114,10 @@ public final class WorkerPool implements TemplateLink.Listener {
             throw new Refusal(ErrorCode.WORKER_FAILED, "worker " + worker.id
                     + " could not be bound to " + binding.user().name() + ": "
                     + e.getCause().getMessage());
+        } finally {
+            // Replenish only now: the template is single-threaded, and a fork queued
+            // before the bind would delay this worker's 'bound' by the time it takes.
+            replenish();
         }
         log.info("handed out {} to {}", worker, binding.user().name());
         return worker;
@@ -188,6 +209,7 @@ public final class WorkerPool implements TemplateLink.Listener {
     private void apply(TemplateEvent event) {
         if (event instanceof TemplateEvent.Ready ready) {
             templateState = "up";
+            restartsInARow = 0;
             log.info("template ready (pid:{}), warmed in {} ms", ready.templatePid(),
                     ready.warmMs());
         } else if (event instanceof TemplateEvent.Parked p) {
@@ -253,26 +275,56 @@ public final class WorkerPool implements TemplateLink.Listener {
     @Override
     public void onTemplateExit(int exitCode) {
         List<Worker> lost;
+        long restartDelayMs;
         lock.lock();
         try {
             templateState = closing ? "stopped" : "down";
             lost = new ArrayList<>(workers.values());
             workers.clear();
             parked.clear();
+            restartDelayMs = nextRestartDelayMs();
             changed.signalAll();
         } finally {
             lock.unlock();
         }
         lost.forEach(WorkerPool::forgetAfterTemplateLoss);
+
         if (closing) {
             log.info("template exited with code {}", exitCode);
-            return;
+        } else if (TemplateLink.FATAL_EXIT_CODES.contains(exitCode)) {
+            log.error("template failed with code {}, which a restart cannot mend", exitCode);
+            onFatalTemplateExit.accept(exitCode);
+        } else {
+            log.error("template exited unexpectedly with code {}; {} workers lost;"
+                    + " restarting in {} ms", exitCode, lost.size(), restartDelayMs);
+            housekeeper.schedule(this::restartTemplate, restartDelayMs, TimeUnit.MILLISECONDS);
         }
-        log.error("template exited unexpectedly with code {}; {} workers lost", exitCode,
-                lost.size());
-        // TODO(template restart): a crashed template is not restarted yet; the daemon
-        // stops so that its supervisor (systemd) restarts it with backoff.
-        onFatalTemplateExit.accept(exitCode);
+    }
+
+    private long nextRestartDelayMs() {
+        long delay = Math.min(RESTART_MAX_DELAY_MS,
+                RESTART_FIRST_DELAY_MS << Math.min(restartsInARow, 16));
+        restartsInARow++;
+        // Jitter of up to a fifth, so that hosts restarted together do not retry together.
+        return delay + ThreadLocalRandom.current().nextLong(delay / 5 + 1);
+    }
+
+    private void restartTemplate() {
+        lock.lock();
+        try {
+            if (closing) {
+                return;
+            }
+            templateState = "starting";
+        } finally {
+            lock.unlock();
+        }
+        try {
+            startTemplate();
+        } catch (IOException e) {
+            log.error("restarting the template failed: {}", e.getMessage());
+            onTemplateExit(-1);
+        }
     }
 
     /**
@@ -335,6 +387,8 @@ public final class WorkerPool implements TemplateLink.Listener {
             }
         }
 
+        housekeeper.shutdownNow();
+        TemplateLink template = this.template;
         template.closeInput();
         if (!template.awaitExit(5_000)) {
             log.warn("template (pid:{}) did not exit within 5000 ms; killing it",

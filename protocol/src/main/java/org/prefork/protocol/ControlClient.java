@@ -94,10 +94,14 @@ public final class ControlClient implements Closeable {
             implements Closeable {
 
         public static Session open(Reply.Ok ok) throws IOException {
-            // Same order as the worker, or both sides block in open(2) forever.
+            // Same order as the worker, or both sides block in open(2) forever. The
+            // buffering is not only for speed: JDK 17's FileInputStream.readAllBytes
+            // seeks, and a FIFO cannot seek.
             OutputStream stdin = new java.io.FileOutputStream(ok.stdinFifo());
-            InputStream stdout = new java.io.FileInputStream(ok.stdoutFifo());
-            InputStream stderr = new java.io.FileInputStream(ok.stderrFifo());
+            InputStream stdout = new java.io.BufferedInputStream(
+                    new java.io.FileInputStream(ok.stdoutFifo()));
+            InputStream stderr = new java.io.BufferedInputStream(
+                    new java.io.FileInputStream(ok.stderrFifo()));
             return new Session(stdin, stdout, stderr);
         }
 
