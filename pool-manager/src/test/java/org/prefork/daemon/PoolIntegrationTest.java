@@ -251,15 +251,18 @@ class PoolIntegrationTest {
     }
 
     @Test
-    void shutdownStopsEverythingAndLeavesNothingBehind() throws Exception {
-        DaemonFixture daemon = DaemonFixture.start("shutdown", TEST_POOL);
-        daemon.awaitParked(2);
-        try (ControlClient client = daemon.client()) {
-            runSession(client, spawn(client, alice.name(), "echo"), "bye");
+    void shutdownRequestStopsTheDaemonAndLeavesNothingBehind() throws Exception {
+        try (DaemonFixture daemon = DaemonFixture.start("shutdown", TEST_POOL)) {
+            daemon.awaitParked(2);
+            try (ControlClient client = daemon.client()) {
+                runSession(client, spawn(client, alice.name(), "echo"), "bye");
+            }
+            try (ControlClient client = daemon.client()) {
+                assertThat(client.shutdown()).isEqualTo(new Reply.ShutdownOk());
+            }
+            // Closing the fixture waits for the stop and asserts: no template or worker
+            // process, no socket, no worker directory or FIFO.
         }
-        // close() stops the daemon and asserts: no template or worker process, no
-        // socket, no worker directory or FIFO.
-        daemon.close();
     }
 
     @Test
