@@ -473,13 +473,14 @@ static char *build_request(const struct options *opt, size_t spawn_len, size_t *
     size_t env_max = 4 + ENV_NAME_MAX_CHARS + 1 + FIELD_MAX_BYTES + 1;
     char *out = malloc((size_t)opt->env_count * env_max + spawn_len + 1);
     size_t n = 0;
+    char shown[64];
 
     if (out == NULL)
         fail(EX_OSERR, "out of memory");
     for (int i = 0; i < opt->env_count; i++) {
         if (!env_name_valid(opt->env_names[i]))
             fail(EX_USAGE, "--env name '%s' does not match ^[A-Z_][A-Z0-9_]{0,63}$",
-                 printable(opt->env_names[i], (char[64]){ 0 }, 64));
+                 printable(opt->env_names[i], shown, sizeof shown));
         n += append_env(out + n, opt, i);
     }
     n += (size_t)sprintf(out + n, "spawn %s", opt->user);

@@ -23,6 +23,8 @@ final class Worker {
     Path dir;
     String user = "-";
     long boundAtNanos;
+    /** The pool asked the template to stop it; its SIGKILL is no news. */
+    boolean stopRequested;
 
     Worker(String id) {
         this.id = id;

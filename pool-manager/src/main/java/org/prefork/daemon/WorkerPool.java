@@ -107,6 +107,12 @@ public final class WorkerPool implements TemplateLink.Listener {
             template.send(TemplateCodec.bind(worker.id, binding.toJson()));
             worker.bound.get(BIND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
         } catch (IOException | TimeoutException e) {
+            lock.lock();
+            try {
+                markStopped(worker.id);
+            } finally {
+                lock.unlock();
+            }
             template.sendQuietly(TemplateCodec.stop(worker.id));
             throw new Refusal(ErrorCode.WORKER_FAILED, "worker " + worker.id
                     + " could not be bound to " + binding.user().name() + ": " + e);
@@ -194,12 +200,19 @@ public final class WorkerPool implements TemplateLink.Listener {
             replenish();
             return;
         }
+        boolean parkedWhileClosing;
         lock.lock();
         try {
             apply(event);
+            parkedWhileClosing = closing && event instanceof TemplateEvent.Parked p
+                    && markStopped(p.workerId());
             changed.signalAll();
         } finally {
             lock.unlock();
+        }
+        if (parkedWhileClosing) {
+            // It was forking when the shutdown began, so the first round of stops missed it.
+            template.sendQuietly(TemplateCodec.stop(((TemplateEvent.Parked) event).workerId()));
         }
         if (event instanceof TemplateEvent.Ready || event instanceof TemplateEvent.ForkFailed) {
             replenish();
@@ -263,7 +276,9 @@ public final class WorkerPool implements TemplateLink.Listener {
     private static void logExit(Worker worker, ExitStatus status) {
         long sessionMs = worker.boundAtNanos == 0 ? 0
                 : TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - worker.boundAtNanos);
-        if (status.bySignal() && status.value() == 9) {
+        if (worker.stopRequested) {
+            log.debug("{} stopped ({})", worker, status);
+        } else if (status.bySignal() && status.value() == 9) {
             log.warn("{} for {} was killed by SIGKILL after {} ms (out of memory?)",
                     worker, worker.user, sessionMs);
         } else {
@@ -354,6 +369,15 @@ public final class WorkerPool implements TemplateLink.Listener {
         return worker;
     }
 
+    /** Returns true when the worker is still known, so there is something to stop. */
+    private boolean markStopped(String workerId) {
+        Worker worker = workers.get(workerId);
+        if (worker != null) {
+            worker.stopRequested = true;
+        }
+        return worker != null;
+    }
+
     private int count(Worker.State state) {
         return (int) workers.values().stream().filter(w -> w.state == state).count();
     }
@@ -403,6 +427,7 @@ public final class WorkerPool implements TemplateLink.Listener {
         try {
             closing = true;
             changed.signalAll();
+            parked.forEach(w -> w.stopRequested = true);
             return parked.stream().map(w -> w.id).toList();
         } finally {
             lock.unlock();

@@ -118,6 +118,9 @@ public final class DaemonFixture implements AutoCloseable {
     public void close() throws Exception {
         try {
             daemon.stop();
+            // stop() returns at once when a stop is already under way (a shutdown
+            // request); wait for it to finish before looking for leftovers.
+            daemon.awaitStop();
             assertNothingLeftBehind();
         } finally {
             sandbox.close();
