@@ -21,10 +21,11 @@ final class DaemonCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        DaemonConfig config;
+        PreforkDaemon daemon;
         try {
-            config = configFile == null ? DaemonConfig.defaults(Main.home())
+            DaemonConfig config = configFile == null ? DaemonConfig.defaults(Main.home())
                     : DaemonConfig.load(configFile, Main.home());
+            daemon = new PreforkDaemon(config);
         } catch (ConfigException e) {
             System.err.println("prefork: " + e.getMessage());
             return PreforkDaemon.EXIT_CONFIG;
@@ -34,7 +35,6 @@ final class DaemonCommand implements Callable<Integer> {
             return 0;
         }
 
-        PreforkDaemon daemon = new PreforkDaemon(config);
         // SIGTERM and SIGINT run shutdown hooks; stopping drains sessions first.
         Runtime.getRuntime().addShutdownHook(new Thread(daemon::stop, "stop-on-signal"));
         try {

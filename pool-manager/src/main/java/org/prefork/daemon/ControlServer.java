@@ -34,13 +34,16 @@ public final class ControlServer implements Closeable {
 
     private final DaemonConfig config;
     private final ControlConnection.Handler handler;
+    private final int socketGid;
     private final ThreadPoolExecutor connections;
     private UnixServerSocketChannel server;
     private volatile boolean closed;
 
-    public ControlServer(DaemonConfig config, ControlConnection.Handler handler) {
+    /** @param socketGid the socket's group, or -1 to keep the daemon's own */
+    public ControlServer(DaemonConfig config, ControlConnection.Handler handler, int socketGid) {
         this.config = config;
         this.handler = handler;
+        this.socketGid = socketGid;
         AtomicInteger number = new AtomicInteger();
         this.connections = new ThreadPoolExecutor(0, MAX_CONNECTIONS, 60, TimeUnit.SECONDS,
                 new SynchronousQueue<>(), runnable -> {
@@ -57,14 +60,30 @@ public final class ControlServer implements Closeable {
 
         server = UnixServerSocketChannel.open();
         server.socket().bind(new UnixSocketAddress(socket.toFile()));
+        if (socketGid >= 0) {
+            Files.setAttribute(socket, "unix:gid", socketGid);
+        }
         Files.setPosixFilePermissions(socket,
                 PosixFilePermissions.fromString(modeString(config.socketMode())));
-        log.info("listening on {} (mode {})", socket,
-                String.format("%04o", config.socketMode()));
+        checkSocketAccess(socket);
+        log.info("listening on {} (mode {}, gid {})", socket,
+                String.format("%04o", config.socketMode()),
+                Files.getAttribute(socket, "unix:gid"));
 
         Thread acceptor = new Thread(this::acceptLoop, "control-accept");
         acceptor.setDaemon(true);
         acceptor.start();
+    }
+
+    /** Reads back what the socket got: who may connect is a security setting. */
+    private void checkSocketAccess(Path socket) throws IOException {
+        int mode = (Integer) Files.getAttribute(socket, "unix:mode") & 0777;
+        int gid = (Integer) Files.getAttribute(socket, "unix:gid");
+        if (mode != config.socketMode() || (socketGid >= 0 && gid != socketGid)) {
+            throw new IOException(String.format("control socket %s has mode %04o and gid %d,"
+                    + " not the configured %04o and %d", socket, mode, gid,
+                    config.socketMode(), socketGid));
+        }
     }
 
     /** A socket file left by a daemon that died is removed; a live daemon's is not. */

@@ -22,6 +22,7 @@ import com.fasterxml.jackson.dataformat.toml.TomlMapper;
 public record DaemonConfig(
         Path socket,
         int socketMode,
+        String socketGroup,
         Path workerDir,
         Path stateDir,
         int minIdle,
@@ -39,6 +40,8 @@ public record DaemonConfig(
         List<Integer> trustedUids,
         int minUid,
         int maxUid,
+        List<String> allowedGroups,
+        List<String> deniedGroups,
         Map<String, Long> rlimits) {
 
     private static final Pattern ABSOLUTE_PATH = Pattern.compile("/[^\\x00]*");
@@ -46,6 +49,15 @@ public record DaemonConfig(
     private static final Pattern OCTAL_MODE = Pattern.compile("0?[0-7]{3}");
     private static final Pattern SERVICE = Pattern.compile("brz|test");
     private static final Pattern ENV_NAME = Pattern.compile("[A-Z_][A-Z0-9_]{0,63}");
+    private static final Pattern GROUP_NAME = Pattern.compile("[a-z_][a-z0-9_-]{0,31}");
+
+    /**
+     * Names that change how a program finds the code it runs. A frontend passes values
+     * on behalf of users, so none of these may ever be allowlisted.
+     */
+    private static final Pattern CODE_LOADING_ENV = Pattern.compile(
+            "LD_.*|PYTHON.*|BRZ_PLUGIN.*|BZR_PLUGIN.*|BRZ_HOME|BZR_HOME|GCONV_PATH|LOCPATH"
+                    + "|NLSPATH|HOSTALIASES|RES_OPTIONS|MALLOC_.*|GLIBC_TUNABLES|IFS|ENV|BASH_ENV");
     private static final Set<String> SECTIONS =
             Set.of("daemon", "pool", "service", "policy", "limits");
 
@@ -95,6 +107,8 @@ public record DaemonConfig(
                 ABSOLUTE_PATH, pathRule));
         int socketMode = Integer.parseInt(daemon.string("socket_mode", "0666",
                 OCTAL_MODE, "an octal file mode such as \"0660\""), 8);
+        String socketGroup = daemon.string("socket_group", "", GROUP_NAME,
+                "a group name such as \"bzr\"");
         Path workerDir = Path.of(daemon.string("worker_dir", "/run/prefork/workers",
                 ABSOLUTE_PATH, pathRule));
         Path stateDir = Path.of(daemon.string("state_dir", "/var/lib/prefork",
@@ -124,6 +138,10 @@ public record DaemonConfig(
         List<Integer> trustedUids = policy.integers("trusted_uids", 0, Integer.MAX_VALUE);
         int minUid = policy.integer("min_uid", 1000, 1, Integer.MAX_VALUE);
         int maxUid = policy.integer("max_uid", 60_000, 1, Integer.MAX_VALUE);
+        List<String> allowedGroups = policy.strings("allowed_groups", List.of(), GROUP_NAME,
+                "group names");
+        List<String> deniedGroups = policy.strings("denied_groups", List.of(), GROUP_NAME,
+                "group names");
 
         Map<String, Long> rlimits = readRlimits(limits);
 
@@ -132,10 +150,10 @@ public record DaemonConfig(
         }
         checkCrossKeyRules(minIdle, maxTotal, minUid, maxUid, envAllowlist, python);
 
-        return new DaemonConfig(socket, socketMode, workerDir, stateDir, minIdle, maxTotal,
-                waitTimeoutMs, maxWaiting, fifoOpenTimeoutMs, drainTimeoutMs, serviceName,
-                python, workerStub, startupMs, writablePaths, envAllowlist, trustedUids,
-                minUid, maxUid, rlimits);
+        return new DaemonConfig(socket, socketMode, socketGroup, workerDir, stateDir, minIdle,
+                maxTotal, waitTimeoutMs, maxWaiting, fifoOpenTimeoutMs, drainTimeoutMs,
+                serviceName, python, workerStub, startupMs, writablePaths, envAllowlist,
+                trustedUids, minUid, maxUid, allowedGroups, deniedGroups, rlimits);
     }
 
     private static Map<String, Long> readRlimits(ConfigSection limits) throws ConfigException {
@@ -168,6 +186,11 @@ public record DaemonConfig(
                     + " is invalid: must not exceed policy.max_uid = " + maxUid);
         }
         for (String name : envAllowlist) {
+            if (CODE_LOADING_ENV.matcher(name).matches()) {
+                throw new ConfigException("service.env_allowlist names \"" + name
+                        + "\", which is invalid: it changes how programs load code, and a"
+                        + " frontend must never set it for a user");
+            }
             if (RESERVED_ENV.contains(name)) {
                 throw new ConfigException("service.env_allowlist names \"" + name
                         + "\", which is invalid: the daemon sets HOME, LOGNAME, PATH"

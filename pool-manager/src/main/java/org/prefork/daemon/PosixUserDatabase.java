@@ -1,11 +1,14 @@
 package org.prefork.daemon;
 
 import java.util.Arrays;
+import java.util.List;
 import java.util.Optional;
+import java.util.OptionalInt;
 import java.util.TreeSet;
 
 import jnr.ffi.LibraryLoader;
 import jnr.ffi.byref.IntByReference;
+import jnr.posix.Group;
 import jnr.posix.POSIX;
 import jnr.posix.Passwd;
 
@@ -43,7 +46,16 @@ public final class PosixUserDatabase implements UserDatabase {
         }
     }
 
-    private java.util.List<Integer> groups(String name, int gid) {
+    @Override
+    public OptionalInt groupId(String name) {
+        synchronized (PosixUserDatabase.class) {
+            Group group = posix.getgrnam(name);
+            return group == null || !name.equals(group.getName())
+                    ? OptionalInt.empty() : OptionalInt.of((int) group.getGID());
+        }
+    }
+
+    private List<Integer> groups(String name, int gid) {
         int[] groups = new int[64];
         IntByReference count = new IntByReference(groups.length);
         // -1 means the array was too small; the count then says how large it must be.

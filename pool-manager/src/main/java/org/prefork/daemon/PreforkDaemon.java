@@ -45,18 +45,30 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     private volatile int exitCode = EXIT_OK;
     private boolean stopping;
 
-    public PreforkDaemon(DaemonConfig config) {
+    /** @throws ConfigException when a name in the config does not resolve (a group) */
+    public PreforkDaemon(DaemonConfig config) throws ConfigException {
         this(config, POSIXFactory.getNativePOSIX());
     }
 
-    PreforkDaemon(DaemonConfig config, POSIX posix) {
+    PreforkDaemon(DaemonConfig config, POSIX posix) throws ConfigException {
         this.config = config;
         this.daemonUid = posix.geteuid();
         this.users = new PosixUserDatabase(posix);
         this.daemonUser = posix.getpwuid(daemonUid).getLoginName();
         this.policy = new UserPolicy(users, config, daemonUid);
         this.pool = new WorkerPool(config, this::onFatalTemplateExit);
-        this.server = new ControlServer(config, this);
+        this.server = new ControlServer(config, this, socketGid(users, config));
+    }
+
+    /** The gid the control socket gets, or -1 to leave the daemon's own. */
+    private static int socketGid(UserDatabase users, DaemonConfig config)
+            throws ConfigException {
+        if (config.socketGroup().isEmpty()) {
+            return -1;
+        }
+        return users.groupId(config.socketGroup()).orElseThrow(() -> new ConfigException(
+                "daemon.socket_group = \"" + config.socketGroup()
+                        + "\" is invalid: no such group"));
     }
 
     /** Prepares the directories, warms the template, fills the pool, then listens. */

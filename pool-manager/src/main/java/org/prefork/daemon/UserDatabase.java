@@ -1,9 +1,13 @@
 package org.prefork.daemon;
 
 import java.util.Optional;
+import java.util.OptionalInt;
 
 /** Looks users up in the system's user database; never in text a client sent. */
 public interface UserDatabase {
 
     Optional<UserAccount> byName(String name);
+
+    /** The gid of a group, looked up by name. */
+    OptionalInt groupId(String name);
 }

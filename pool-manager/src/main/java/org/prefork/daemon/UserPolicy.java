@@ -1,5 +1,8 @@
 package org.prefork.daemon;
 
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 import org.prefork.protocol.ErrorCode;
@@ -14,14 +17,31 @@ public final class UserPolicy {
     private final Set<Integer> trustedUids;
     private final int minUid;
     private final int maxUid;
+    private final Map<Integer, String> allowedGroups;
+    private final Map<Integer, String> deniedGroups;
     private final int daemonUid;
 
-    public UserPolicy(UserDatabase users, DaemonConfig config, int daemonUid) {
+    /** Resolves the configured group names now, so a typo stops the start, not a user. */
+    public UserPolicy(UserDatabase users, DaemonConfig config, int daemonUid)
+            throws ConfigException {
         this.users = users;
         this.trustedUids = Set.copyOf(config.trustedUids());
         this.minUid = config.minUid();
         this.maxUid = config.maxUid();
+        this.allowedGroups = resolve(users, "policy.allowed_groups", config.allowedGroups());
+        this.deniedGroups = resolve(users, "policy.denied_groups", config.deniedGroups());
         this.daemonUid = daemonUid;
+    }
+
+    private static Map<Integer, String> resolve(UserDatabase users, String key,
+            List<String> names) throws ConfigException {
+        Map<Integer, String> gids = new LinkedHashMap<>();
+        for (String name : names) {
+            int gid = users.groupId(name).orElseThrow(() -> new ConfigException(key
+                    + " names \"" + name + "\", which is invalid: no such group"));
+            gids.put(gid, name);
+        }
+        return Map.copyOf(gids);
     }
 
     /** Returns the account to bind, or throws a refusal that says why. */
@@ -42,11 +62,27 @@ public final class UserPolicy {
         if (account.uid() > maxUid) {
             throw refuse(userName, "uid " + account.uid() + " is above max_uid " + maxUid);
         }
+        checkGroups(account);
         if (daemonUid != 0 && account.uid() != daemonUid) {
             throw refuse(userName, "the daemon runs unprivileged as uid " + daemonUid
                     + " and can only serve that uid");
         }
         return account;
+    }
+
+    private void checkGroups(UserAccount account) throws Refusal {
+        for (int gid : account.groups()) {
+            if (deniedGroups.containsKey(gid)) {
+                throw refuse(account.name(), "member of denied group '"
+                        + deniedGroups.get(gid) + "'");
+            }
+        }
+        boolean allowed = allowedGroups.isEmpty()
+                || account.groups().stream().anyMatch(allowedGroups::containsKey);
+        if (!allowed) {
+            throw refuse(account.name(), "not a member of any allowed group ("
+                    + String.join(", ", allowedGroups.values()) + ")");
+        }
     }
 
     /** Root and the configured frontends may name another user; everyone else is itself. */

@@ -109,6 +109,29 @@ class DaemonConfigTest {
     }
 
     @Test
+    void codeLoadingVariablesCanNeverBeAllowlisted() {
+        for (String name : List.of("LD_PRELOAD", "LD_LIBRARY_PATH", "PYTHONPATH",
+                "PYTHONSTARTUP", "BRZ_PLUGIN_PATH", "BRZ_HOME", "GCONV_PATH")) {
+            assertInvalid("[service]\nenv_allowlist = [\"" + name + "\"]",
+                    "service.env_allowlist names \"" + name + "\", which is invalid: it"
+                            + " changes how programs load code, and a frontend must never set"
+                            + " it for a user");
+        }
+    }
+
+    @Test
+    void socketGroupAndGroupListsAreNames() throws Exception {
+        DaemonConfig config = parse("[daemon]\nsocket_group = \"bzr\"\n"
+                + "[policy]\nallowed_groups = [\"bzr\"]\ndenied_groups = [\"nobzr\"]");
+
+        assertThat(config.socketGroup()).isEqualTo("bzr");
+        assertThat(config.allowedGroups()).containsExactly("bzr");
+        assertThat(config.deniedGroups()).containsExactly("nobzr");
+        assertInvalid("[daemon]\nsocket_group = \"wheel;rm\"", "daemon.socket_group ="
+                + " \"wheel;rm\" is invalid: must be a group name such as \"bzr\"");
+    }
+
+    @Test
     void brokenTomlSaysSo() {
         assertThatThrownBy(() -> parse("[pool\nmin_idle = 3"))
                 .isInstanceOf(ConfigException.class)

@@ -210,6 +210,27 @@ class PoolIntegrationTest {
     }
 
     @Test
+    void theSocketGetsItsModeAndGroupAndOutsidersCannotConnect() throws Exception {
+        TestUsers.User mallory = users.create("mallory");
+        Map<String, String> groupSocket = Map.of("service", "name = \"test\"",
+                "daemon", "socket_mode = \"0660\"\nsocket_group = \"" + alice.name() + "\"");
+        try (DaemonFixture daemon = DaemonFixture.start("socket", groupSocket)) {
+            String client = daemon.stagedClient().toString();
+            String socket = daemon.socket().toString();
+
+            Commands.Result member = asUser(alice, client, "--socket", socket, "--", "exit", "0");
+            Commands.Result outsider = asUser(mallory, client, "--socket", socket, "--",
+                    "exit", "0");
+
+            assertThat(Files.getAttribute(daemon.socket(), "unix:mode")).isEqualTo(0140660);
+            assertThat(Files.getAttribute(daemon.socket(), "unix:gid")).isEqualTo(alice.gid());
+            assertThat(member.status()).isZero();
+            assertThat(outsider.status()).isEqualTo(69);
+            assertThat(outsider.stderr()).contains("Permission denied");
+        }
+    }
+
+    @Test
     void rootAndUnknownUsersAreRefusedWithTheReason() throws Exception {
         try (DaemonFixture daemon = DaemonFixture.start("refusals", TEST_POOL);
              ControlClient client = daemon.client()) {
