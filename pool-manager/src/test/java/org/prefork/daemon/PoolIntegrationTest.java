@@ -304,6 +304,22 @@ class PoolIntegrationTest {
         }
     }
 
+    @Test
+    void theTemplateGetsNothingOfTheDaemonsEnvironment() throws Exception {
+        try (DaemonFixture daemon = DaemonFixture.start("template-env", TEST_POOL)) {
+            byte[] environ = Files.readAllBytes(
+                    Path.of("/proc", Long.toString(templateOf(daemon).pid()), "environ"));
+
+            List<String> names = java.util.Arrays.stream(
+                    new String(environ, StandardCharsets.UTF_8).split("\0"))
+                    .map(entry -> entry.substring(0, entry.indexOf('='))).sorted().toList();
+
+            // Every worker inherits the template's memory: it must start with nothing
+            // of ours (this JVM has HOME, MAVEN_* and the rest of a root shell).
+            assertThat(names).containsExactly("LANG", "PATH");
+        }
+    }
+
     private static ProcessHandle templateOf(DaemonFixture daemon) {
         String marker = daemon.workerDir().toString();
         return ProcessHandle.current().children()
