@@ -89,6 +89,23 @@ def binding(user, args, caller=None, **overrides):
     return json.dumps(data)
 
 
+def readable_source(base):
+    """Copy the template's source below ``base`` and return the copy.
+
+    A template run as another user must read its own code, and the
+    checkout may sit in a directory only root can enter (a fresh clone
+    made by mktemp -d is mode 0700).
+    """
+    copy = os.path.join(base, 'source')
+    shutil.copytree(SOURCE_DIR, copy,
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    for root, dirs, files in os.walk(copy):
+        os.chmod(root, 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
+    return copy
+
+
 class Template:
     """A running template process and its event stream."""
 

@@ -576,7 +576,7 @@ class UnprivilegedTemplateTest(unittest.TestCase):
         os.chown(runtime, self.owner.uid, self.owner.gid)
         self.template = support.Template(
             self, runtime, env=dict(support.MINIMAL_ENV),
-            user=self.owner)
+            source_dir=support.readable_source(self.base), user=self.owner)
         self.template.ready()
 
     def test_serves_its_own_uid_with_no_new_privs(self):
