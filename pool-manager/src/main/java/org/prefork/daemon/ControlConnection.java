@@ -34,6 +34,9 @@ final class ControlConnection implements Runnable {
 
         void shutdown(Caller caller) throws Refusal;
 
+        /** Counts an error reply, whatever its cause. */
+        void refused(ErrorCode code);
+
         boolean envAllowed(String name);
     }
 
@@ -81,6 +84,7 @@ final class ControlConnection implements Runnable {
             } catch (ProtocolException e) {
                 log.warn("bad request from uid {} (pid:{}): {}", caller.uid(), caller.pid(),
                         e.getMessage());
+                handler.refused(e.code());
                 send(new Reply.Error(e.code(), e.getMessage()));
                 continue;
             }
@@ -111,6 +115,7 @@ final class ControlConnection implements Runnable {
             return false;
         } catch (Refusal r) {
             log.warn("refused uid {} (pid:{}): {}", caller.uid(), caller.pid(), r.getMessage());
+            handler.refused(r.code());
             send(new Reply.Error(r.code(), r.getMessage()));
             return r.code().keepsConnection();
         }

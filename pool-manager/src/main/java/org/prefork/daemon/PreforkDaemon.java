@@ -11,6 +11,7 @@ import java.util.stream.Stream;
 
 import jnr.posix.POSIX;
 import jnr.posix.POSIXFactory;
+import org.prefork.metrics.PoolMetrics;
 import org.prefork.protocol.ErrorCode;
 import org.prefork.protocol.Limits;
 import org.prefork.protocol.Reply;
@@ -40,6 +41,7 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     private final UserDatabase users;
     private final UserPolicy policy;
     private final WorkerPool pool;
+    private final PoolMetrics metrics;
     private final ControlServer server;
     private final CountDownLatch stopped = new CountDownLatch(1);
     private volatile int exitCode = EXIT_OK;
@@ -47,16 +49,23 @@ public final class PreforkDaemon implements ControlConnection.Handler {
 
     /** @throws ConfigException when a name in the config does not resolve (a group) */
     public PreforkDaemon(DaemonConfig config) throws ConfigException {
-        this(config, POSIXFactory.getNativePOSIX());
+        this(config, PoolMetrics.NOOP);
     }
 
-    PreforkDaemon(DaemonConfig config, POSIX posix) throws ConfigException {
+    /** @param metrics where the pool and the control server report what they do */
+    public PreforkDaemon(DaemonConfig config, PoolMetrics metrics) throws ConfigException {
+        this(config, metrics, POSIXFactory.getNativePOSIX());
+    }
+
+    PreforkDaemon(DaemonConfig config, PoolMetrics metrics, POSIX posix)
+            throws ConfigException {
         this.config = config;
         this.daemonUid = posix.geteuid();
         this.users = new PosixUserDatabase(posix);
         this.daemonUser = posix.getpwuid(daemonUid).getLoginName();
         this.policy = new UserPolicy(users, config, daemonUid);
-        this.pool = new WorkerPool(config, this::onFatalTemplateExit);
+        this.metrics = metrics;
+        this.pool = new WorkerPool(config, metrics, this::onFatalTemplateExit);
         this.server = new ControlServer(config, this, socketGid(users, config));
     }
 
@@ -172,6 +181,11 @@ public final class PreforkDaemon implements ControlConnection.Handler {
         }
         log.info("shutdown asked by uid {} (pid:{})", caller.uid(), caller.pid());
         new Thread(this::stop, "stop-on-request").start();
+    }
+
+    @Override
+    public void refused(ErrorCode code) {
+        metrics.refused(code.wireName());
     }
 
     @Override

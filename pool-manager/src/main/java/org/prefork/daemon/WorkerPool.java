@@ -18,6 +18,7 @@ import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.IntConsumer;
 
+import org.prefork.metrics.PoolMetrics;
 import org.prefork.protocol.ErrorCode;
 import org.prefork.protocol.ExitStatus;
 import org.prefork.protocol.TemplateCodec;
@@ -42,6 +43,7 @@ public final class WorkerPool implements TemplateLink.Listener {
     private static final long RESTART_MAX_DELAY_MS = 10_000;
 
     private final DaemonConfig config;
+    private final PoolMetrics metrics;
     private final IntConsumer onFatalTemplateExit;
     private final ScheduledExecutorService housekeeper =
             Executors.newSingleThreadScheduledExecutor(runnable -> {
@@ -67,9 +69,27 @@ public final class WorkerPool implements TemplateLink.Listener {
      * @param onFatalTemplateExit called with the template's exit code when it failed in a
      *     way a restart cannot mend (bad arguments, service import, warm-up)
      */
-    public WorkerPool(DaemonConfig config, IntConsumer onFatalTemplateExit) {
+    public WorkerPool(DaemonConfig config, PoolMetrics metrics,
+            IntConsumer onFatalTemplateExit) {
         this.config = config;
+        this.metrics = metrics;
         this.onFatalTemplateExit = onFatalTemplateExit;
+        metrics.watch(new PoolMetrics.Counts() {
+            @Override
+            public int parked() {
+                return stats().parked();
+            }
+
+            @Override
+            public int bound() {
+                return stats().bound();
+            }
+
+            @Override
+            public int waiting() {
+                return stats().waiting();
+            }
+        });
     }
 
     /** Starts the template and waits until it is warm; then fills the pool. */
@@ -130,6 +150,7 @@ public final class WorkerPool implements TemplateLink.Listener {
     }
 
     private Worker takeParked(String user) throws Refusal, InterruptedException {
+        long askedAtNanos = System.nanoTime();
         lock.lock();
         try {
             if (closing) {
@@ -146,6 +167,7 @@ public final class WorkerPool implements TemplateLink.Listener {
             worker.user = user;
             worker.boundAtNanos = System.nanoTime();
             handedOut++;
+            metrics.handedOut(worker.boundAtNanos - askedAtNanos);
             return worker;
         } finally {
             lock.unlock();
@@ -268,6 +290,9 @@ public final class WorkerPool implements TemplateLink.Listener {
             lock.unlock();
         }
         logExit(worker, exited.status());
+        if (!worker.stopRequested) {
+            metrics.workerExited(exited.status().bySignal());
+        }
         worker.bound.completeExceptionally(
                 new IOException("worker exited before binding: " + exited.status()));
         worker.exit.complete(exited.status());

@@ -9,12 +9,14 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Map;
 
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
+import org.prefork.metrics.MicrometerPoolMetrics;
 import org.prefork.protocol.ControlClient;
 import org.prefork.protocol.ErrorCode;
 import org.prefork.protocol.ExitStatus;
@@ -301,6 +303,32 @@ class PoolIntegrationTest {
                 assertThat(runSession(client, spawn(client, alice.name(), "exit", "4"), "")
                         .status()).isEqualTo(ExitStatus.code(4));
             }
+        }
+    }
+
+    @Test
+    void metersCountHandOutsRefusalsExitsAndWorkersByState() throws Exception {
+        SimpleMeterRegistry registry = new SimpleMeterRegistry();
+        try (DaemonFixture daemon = DaemonFixture.start("meters", TEST_POOL,
+                new MicrometerPoolMetrics(registry));
+             ControlClient client = daemon.client()) {
+            daemon.awaitParked(2);
+            client.spawn("root", List.of("echo"), Map.of());
+            runSession(client, spawn(client, alice.name(), "kill", "9"), "");
+            try (ControlClient second = daemon.client()) {
+                runSession(second, spawn(second, alice.name(), "exit", "0"), "");
+            }
+            daemon.awaitParked(2);
+
+            assertThat(registry.get("prefork.handouts").counter().count()).isEqualTo(2);
+            assertThat(registry.get("prefork.refusals").tag("code", "refused").counter()
+                    .count()).isEqualTo(1);
+            assertThat(registry.get("prefork.worker.exits").tag("how", "signal").counter()
+                    .count()).isEqualTo(1);
+            assertThat(registry.get("prefork.worker.exits").tag("how", "code").counter()
+                    .count()).isEqualTo(1);
+            assertThat(registry.get("prefork.workers").tag("state", "parked").gauge().value())
+                    .isEqualTo(2);
         }
     }
 

@@ -14,6 +14,7 @@ import java.util.stream.Stream;
 
 import org.awaitility.Awaitility;
 import org.prefork.daemon.DaemonConfig;
+import org.prefork.metrics.PoolMetrics;
 import org.prefork.daemon.PoolStats;
 import org.prefork.daemon.PreforkDaemon;
 import org.prefork.protocol.ControlClient;
@@ -36,9 +37,15 @@ public final class DaemonFixture implements AutoCloseable {
     /** Starts a daemon; {@code extraToml} adds keys to the tables of a sandboxed config. */
     public static DaemonFixture start(String name, Map<String, String> extraToml)
             throws Exception {
+        return start(name, extraToml, PoolMetrics.NOOP);
+    }
+
+    /** Starts a daemon that reports to {@code metrics}. */
+    public static DaemonFixture start(String name, Map<String, String> extraToml,
+            PoolMetrics metrics) throws Exception {
         Sandbox sandbox = new Sandbox(name);
         String toml = config(sandbox, extraToml);
-        PreforkDaemon daemon = new PreforkDaemon(DaemonConfig.parse(toml, home()));
+        PreforkDaemon daemon = new PreforkDaemon(DaemonConfig.parse(toml, home()), metrics);
         try {
             daemon.start();
         } catch (Exception e) {
