@@ -103,6 +103,9 @@ class BrzSessionTest(unittest.TestCase):
                          self.trunk.last_revision_info())
         err, status = self.finish('w1', pid, session)
         self.assertEqual(status, 'code:0', err)
+        # The parked worker rehearsed a hello before it was bound; a failed
+        # rehearsal would only be logged, and silently cost milliseconds.
+        self.assertNotIn('rehearsal failed', self.template.log())
 
     def test_push_below_writable_path_works_outside_is_refused(self):
         from breezy import errors

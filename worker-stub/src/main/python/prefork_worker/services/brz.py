@@ -224,11 +224,15 @@ class _WarmClient(threading.Thread):
                 reply = smart_client._SmartClient(medium).call(b'hello')
                 if reply[0] != b'ok':
                     raise RuntimeError('hello answered %r' % (reply,))
-                root = remote.RemoteTransport(WARM_URL, medium=medium)
-                self.converse(branch_mod.Branch.open_from_transport(
-                    root.clone('trunk')))
+                self.after_hello(medium)
         except Exception as error:
             self.error = error
+
+    def after_hello(self, medium):
+        """Open the served branch and use it."""
+        root = remote.RemoteTransport(WARM_URL, medium=medium)
+        self.converse(branch_mod.Branch.open_from_transport(
+            root.clone('trunk')))
 
     def converse(self, trunk):
         """Use the opened remote branch."""
@@ -238,17 +242,8 @@ class _WarmClient(threading.Thread):
 class _HelloClient(_WarmClient):
     """Say hello and leave: what every session does first."""
 
-    def run(self):
-        try:
-            with os.fdopen(self.read_fd, 'rb') as from_server, \
-                    os.fdopen(self.write_fd, 'wb') as to_server:
-                medium = smart_medium.SmartSimplePipesClientMedium(
-                    from_server, to_server, WARM_URL)
-                reply = smart_client._SmartClient(medium).call(b'hello')
-                if reply[0] != b'ok':
-                    raise RuntimeError('hello answered %r' % (reply,))
-        except Exception as error:
-            self.error = error
+    def after_hello(self, medium):
+        """Nothing more: the rehearsal serves no branch."""
 
 
 class _PushClient(_WarmClient):

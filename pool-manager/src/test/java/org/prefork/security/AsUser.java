@@ -50,7 +50,13 @@ final class AsUser {
         return builder.start();
     }
 
-    /** The staged C client's command line, asking for {@code args} as {@code --user}. */
+    /** Runs the staged C client as {@code caller}, asking for {@code asked} (or itself). */
+    static Commands.Result client(TestUsers.User caller, Path client, Path socket,
+            String asked, String... args) throws IOException, InterruptedException {
+        return run(caller, Map.of(), new byte[0], client(client, socket, asked, args));
+    }
+
+    /** The staged C client's command line; {@code asked} null means no {@code --user}. */
     static List<String> client(Path client, Path socket, String asked, String... args) {
         List<String> command = new ArrayList<>(List.of(client.toString(),
                 "--socket", socket.toString()));

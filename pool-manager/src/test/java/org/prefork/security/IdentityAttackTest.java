@@ -155,8 +155,7 @@ class IdentityAttackTest {
 
     private static Commands.Result clientAs(TestUsers.User caller, String asked,
             String... args) throws Exception {
-        return AsUser.run(caller, Map.of(), new byte[0],
-                AsUser.client(client, daemon.socket(), asked, args));
+        return AsUser.client(caller, client, daemon.socket(), asked, args);
     }
 
     private static String refusedLine(String asked, int callerUid) {
