@@ -133,7 +133,9 @@ public final class WorkerPool implements TemplateLink.Listener {
             } finally {
                 lock.unlock();
             }
-            template.sendQuietly(TemplateCodec.stop(worker.id));
+            // The template stops parked workers only, and this one has its binding;
+            // it is still the template's unreaped child, so its pid is still its own.
+            ProcessHandle.of(worker.pid).ifPresent(ProcessHandle::destroyForcibly);
             throw new Refusal(ErrorCode.WORKER_FAILED, "worker " + worker.id
                     + " could not be bound to " + binding.user().name() + ": " + e);
         } catch (ExecutionException e) {
