@@ -233,18 +233,21 @@ static bool utf8_valid(const char *text, size_t len)
     return true;
 }
 
-/* Why s cannot be sent as one field, or NULL if it can. */
-static const char *field_problem(const char *s)
+/*
+ * Why s cannot be sent as one field, or NULL if it can. An env value is the rest
+ * of its line, so it may hold spaces, but not only spaces.
+ */
+static const char *field_text_problem(const char *s, bool spaces_allowed)
 {
     size_t len = strlen(s);
 
-    if (len == 0)
+    if (len == 0 || (spaces_allowed && strspn(s, " ") == len))
         return "is empty";
     if (len > FIELD_MAX_BYTES)
         return "is longer than 1024 bytes";
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == ' ')
+        if (c == ' ' && !spaces_allowed)
             return "contains a space";
         if (c < 0x20 || c == 0x7f)
             return "contains a control character";
@@ -252,6 +255,11 @@ static const char *field_problem(const char *s)
     if (!utf8_valid(s, len))
         return "is not valid UTF-8";
     return NULL;
+}
+
+static const char *field_problem(const char *s)
+{
+    return field_text_problem(s, false);
 }
 
 /* ^[a-z_][a-z0-9_-]{0,31}$ */
@@ -458,7 +466,7 @@ static size_t append_env(char *out, const struct options *opt, int index)
 
     if (value == NULL || env_already_sent(opt, index))
         return 0;
-    problem = field_problem(value);
+    problem = field_text_problem(value, true);
     if (problem != NULL) {
         warn_msg("not sending %s: its value %s", name, problem);
         return 0;
@@ -960,9 +968,6 @@ static bool serve_control(struct control *c, const struct worker *w, int *status
     }
     if (r == LINE_TOO_LONG)
         fail_line(r, "", 0);
-    if (!open && *status < 0)
-        fail(EX_SOFTWARE, "preforkd closed the control connection before the worker's "
-             "exit status");
     return open;
 }
 
@@ -976,7 +981,12 @@ static int relay_session(struct control *c, const struct worker *w, const int fi
     relay_init(&relays[0], STDIN_FILENO, fifo[0], true);
     relay_init(&relays[1], fifo[1], STDOUT_FILENO, false);
     relay_init(&relays[2], fifo[2], STDERR_FILENO, false);
-    while (!(relays[1].done && relays[2].done && status >= 0)) {
+    /*
+     * A daemon that dies takes its control connection with it, but not the session:
+     * the worker is the user's now. Relay on until its output ends, then say why no
+     * exit status came.
+     */
+    while (!(relays[1].done && relays[2].done && (status >= 0 || !control_open))) {
         watch_relays(&watch);
         if (control_open)
             watch_add(&watch, c->fd, POLLIN, NULL);
@@ -997,6 +1007,9 @@ static int relay_session(struct control *c, const struct worker *w, const int fi
                 relay_write(r);
         }
     }
+    if (status < 0)
+        fail(EX_SOFTWARE, "preforkd closed the control connection before the worker's "
+             "exit status");
     return status;
 }
 
