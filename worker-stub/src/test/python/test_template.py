@@ -204,6 +204,32 @@ class SessionTest(TemplateTest):
                          ['w1', str(pid), 'code:0'])
         self.assertFalse(os.path.exists(directory))
 
+    def test_a_user_tree_too_deep_for_python_is_removed_safely(self):
+        # What a user can leave in the directory it owns: 3000 nested
+        # directories (deeper than Python's recursion limit; this once
+        # crashed the template) and a symlink to a file that must survive.
+        pid, directory = self.bind('w1', ['echo'])
+        session = support.Session(directory)
+        self.addCleanup(session.close)
+        victim = os.path.join(self.base, 'victim')
+        with open(victim, 'w') as handle:
+            handle.write('keep me\n')
+        os.symlink(self.base, os.path.join(directory, 'escape'))
+        level = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(3000):
+            os.mkdir('a', dir_fd=level)
+            deeper = os.open('a', os.O_RDONLY | os.O_DIRECTORY, dir_fd=level)
+            os.close(level)
+            level = deeper
+        os.close(level)
+        session.communicate(b'')
+        self.assertEqual(self.template.expect('exited')[1:],
+                         ['w1', str(pid), 'code:0'])
+        self.assertFalse(os.path.exists(directory))
+        self.assertTrue(os.path.exists(victim))
+        # The template lives on and serves the next worker.
+        self.template.fork('w2')
+
     def test_concurrent_sessions_are_each_reaped_once(self):
         sessions = {}
         for number in range(8):

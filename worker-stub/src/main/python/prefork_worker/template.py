@@ -20,7 +20,6 @@ failed, 1 anything else (including a parent that died before we started).
 """
 
 import argparse
-import errno
 import gc
 import os
 import selectors
@@ -28,6 +27,7 @@ import shutil
 import signal
 import socket
 import stat
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -46,6 +46,8 @@ TEMPLATE_PATH = '/usr/bin:/bin'
 MAX_STARTUP_MS = 600 * 1000
 READ_CHUNK_BYTES = 65536
 MAX_REASON_CHARS = 300
+RM = '/bin/rm'
+RM_TIMEOUT_S = 60
 
 STARTING = 'starting'
 PARKED = 'parked'
@@ -566,10 +568,19 @@ def _exit_level(record, status):
 
 
 def _remove_directory(directory):
+    # A bound session's user owns its directory and may have left
+    # anything there: a tree deeper than Python's recursion limit (which
+    # once crashed the template), or a symlink swapped in while we walk.
+    # GNU rm walks with openat/unlinkat, never follows a link, and copes
+    # with any depth; nothing here may stop the template.
     try:
-        shutil.rmtree(directory)
-    except FileNotFoundError:
-        pass
-    except OSError as error:
+        result = subprocess.run(
+            [RM, '-rf', '--one-file-system', '--', directory],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, timeout=RM_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError) as error:
+        template_log(ERROR, 'cannot remove %s: %s' % (directory, error))
+        return
+    if result.returncode != 0:
         template_log(ERROR, 'cannot remove %s: %s' % (
-            directory, errno.errorcode.get(error.errno, error.errno)))
+            directory, one_line(result.stderr.decode('utf-8', 'replace'))))

@@ -6,16 +6,15 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.stream.Stream;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.prefork.daemon.DaemonConfig;
 import org.prefork.daemon.PreforkDaemon;
+import org.prefork.daemon.Trees;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -69,7 +68,8 @@ final class DemoCommand implements Callable<Integer> {
             if (daemon != null) {
                 daemon.stop();
             }
-            deleteTree(work);
+            // The demo user's sessions wrote below here: remove without following links.
+            Trees.remove(work);
             if (user != null) {
                 user.removeIfCreated();
             }
@@ -151,16 +151,5 @@ final class DemoCommand implements Callable<Integer> {
         String times = ratio >= 10 ? String.format("%.0fx", ratio) : String.format("%.1fx", ratio);
         return String.format("connection time: cold %.1f ms, pooled %.1f ms, %s faster",
                 cold, pooled, times);
-    }
-
-    private static void deleteTree(Path root) throws IOException {
-        if (!Files.exists(root)) {
-            return;
-        }
-        try (Stream<Path> paths = Files.walk(root)) {
-            for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(path);
-            }
-        }
     }
 }

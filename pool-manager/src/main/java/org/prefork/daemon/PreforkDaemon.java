@@ -4,7 +4,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
-import java.util.Comparator;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 import java.util.stream.Stream;
@@ -93,10 +92,11 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     }
 
     private void prepareDirectories() throws IOException {
-        // Workers' directories hang below this one; users must be able to pass through.
+        // Workers' directories hang below this one: users must pass through it, but
+        // nobody needs to list who has a session now.
         Files.createDirectories(config.workerDir());
         Files.setPosixFilePermissions(config.workerDir(),
-                PosixFilePermissions.fromString("rwxr-xr-x"));
+                PosixFilePermissions.fromString("rwx--x--x"));
         removeWorkerDirectories();
         Files.createDirectories(config.warmDir());
         Files.setPosixFilePermissions(config.warmDir(),
@@ -108,16 +108,8 @@ public final class PreforkDaemon implements ControlConnection.Handler {
         try (Stream<Path> entries = Files.list(config.workerDir())) {
             for (Path entry : entries.toList()) {
                 if (Limits.WORKER_ID.matcher(entry.getFileName().toString()).matches()) {
-                    deleteTree(entry);
+                    Trees.remove(entry);
                 }
-            }
-        }
-    }
-
-    private static void deleteTree(Path root) throws IOException {
-        try (Stream<Path> paths = Files.walk(root)) {
-            for (Path path : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(path);
             }
         }
     }
@@ -176,8 +168,8 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     @Override
     public void shutdown(Caller caller) throws Refusal {
         if (!caller.isRoot() && caller.uid() != daemonUid) {
-            throw new Refusal(ErrorCode.REFUSED, "shutdown refused: only root or uid "
-                    + daemonUid + " may stop the daemon");
+            throw new Refusal(ErrorCode.REFUSED, "shutdown refused: only root"
+                    + (daemonUid == 0 ? "" : " or uid " + daemonUid) + " may stop the daemon");
         }
         log.info("shutdown asked by uid {} (pid:{})", caller.uid(), caller.pid());
         new Thread(this::stop, "stop-on-request").start();

@@ -440,6 +440,9 @@ public final class WorkerPool implements TemplateLink.Listener {
 
         housekeeper.shutdownNow();
         TemplateLink template = this.template;
+        if (template == null) {
+            return;  // the start failed before the template did
+        }
         template.closeInput();
         if (!template.awaitExit(5_000)) {
             log.warn("template (pid:{}) did not exit within 5000 ms; killing it",
