@@ -4,19 +4,26 @@ import java.io.Closeable;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.channels.Channels;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.SynchronousQueue;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.IntPredicate;
 
 import jnr.unixsocket.UnixServerSocketChannel;
 import jnr.unixsocket.UnixSocketAddress;
 import jnr.unixsocket.UnixSocketChannel;
+import jnr.unixsocket.UnixSocketOptions;
 import org.prefork.protocol.ControlCodec;
 import org.prefork.protocol.ErrorCode;
+import org.prefork.protocol.Limits;
 import org.prefork.protocol.Reply;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -35,15 +42,22 @@ public final class ControlServer implements Closeable {
     private final DaemonConfig config;
     private final ControlConnection.Handler handler;
     private final int socketGid;
+    private final IntPredicate unlimited;
+    private final Map<Integer, Integer> openByUid = new ConcurrentHashMap<>();
     private final ThreadPoolExecutor connections;
     private UnixServerSocketChannel server;
     private volatile boolean closed;
 
-    /** @param socketGid the socket's group, or -1 to keep the daemon's own */
-    public ControlServer(DaemonConfig config, ControlConnection.Handler handler, int socketGid) {
+    /**
+     * @param socketGid the socket's group, or -1 to keep the daemon's own
+     * @param unlimited the uids without a cap on open connections
+     */
+    public ControlServer(DaemonConfig config, ControlConnection.Handler handler, int socketGid,
+            IntPredicate unlimited) {
         this.config = config;
         this.handler = handler;
         this.socketGid = socketGid;
+        this.unlimited = unlimited;
         AtomicInteger number = new AtomicInteger();
         this.connections = new ThreadPoolExecutor(0, MAX_CONNECTIONS, 60, TimeUnit.SECONDS,
                 new SynchronousQueue<>(), runnable -> {
@@ -120,22 +134,75 @@ public final class ControlServer implements Closeable {
     }
 
     private void dispatch(UnixSocketChannel channel) {
+        int uid;
         try {
-            connections.execute(new ControlConnection(channel, handler));
-        } catch (java.util.concurrent.RejectedExecutionException e) {
+            uid = channel.getOption(UnixSocketOptions.SO_PEERCRED).getUid();
+        } catch (IOException e) {
+            log.debug("peer vanished before it was identified: {}", e.getMessage());
+            closeQuietly(channel);
+            return;
+        }
+        if (!admit(uid)) {
+            log.warn("refusing a connection from uid {}: it has {} open", uid,
+                    config.maxConnectionsPerUid());
+            rejectBusy(channel, "too many open control connections for uid " + uid
+                    + " (limit " + config.maxConnectionsPerUid() + ")");
+            return;
+        }
+        try {
+            connections.execute(() -> {
+                try {
+                    new ControlConnection(channel, handler).run();
+                } finally {
+                    release(uid);
+                }
+            });
+        } catch (RejectedExecutionException e) {
+            release(uid);
             log.warn("refusing a connection: {} connections are open", MAX_CONNECTIONS);
-            rejectBusy(channel);
+            rejectBusy(channel, "too many open control connections");
         }
     }
 
-    private static void rejectBusy(UnixSocketChannel channel) {
+    /**
+     * One user's idle connections must not lock everybody else out, so each uid has a
+     * cap; root and the trusted frontends carry every user's sessions and have none.
+     */
+    private boolean admit(int uid) {
+        if (unlimited.test(uid)) {
+            return true;
+        }
+        int open = openByUid.merge(uid, 1, Integer::sum);
+        if (open > config.maxConnectionsPerUid()) {
+            release(uid);
+            return false;
+        }
+        return true;
+    }
+
+    private void release(int uid) {
+        if (!unlimited.test(uid)) {
+            openByUid.computeIfPresent(uid, (key, open) -> open > 1 ? open - 1 : null);
+        }
+    }
+
+    /** A refused caller still gets the greeting first, as the protocol promises. */
+    private static void rejectBusy(UnixSocketChannel channel, String why) {
         try (channel) {
             OutputStream out = Channels.newOutputStream(channel);
-            out.write(ControlCodec.encodeReply(new Reply.Error(ErrorCode.POOL_EXHAUSTED,
-                    "too many open control connections")).getBytes(
-                            java.nio.charset.StandardCharsets.UTF_8));
+            String lines = ControlCodec.encodeReply(new Reply.Greeting(Limits.PROTOCOL_VERSION))
+                    + ControlCodec.encodeReply(new Reply.Error(ErrorCode.POOL_EXHAUSTED, why));
+            out.write(lines.getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
             log.debug("could not tell a rejected caller why: {}", e.getMessage());
+        }
+    }
+
+    private static void closeQuietly(UnixSocketChannel channel) {
+        try {
+            channel.close();
+        } catch (IOException e) {
+            log.debug("closing a connection failed: {}", e.getMessage());
         }
     }
 

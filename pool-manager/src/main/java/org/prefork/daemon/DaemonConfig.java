@@ -23,6 +23,7 @@ public record DaemonConfig(
         Path socket,
         int socketMode,
         String socketGroup,
+        int maxConnectionsPerUid,
         Path workerDir,
         Path stateDir,
         int minIdle,
@@ -109,6 +110,7 @@ public record DaemonConfig(
                 OCTAL_MODE, "an octal file mode such as \"0660\""), 8);
         String socketGroup = daemon.string("socket_group", "", GROUP_NAME,
                 "a group name such as \"bzr\"");
+        int maxConnectionsPerUid = daemon.integer("max_connections_per_uid", 64, 1, 1024);
         Path workerDir = Path.of(daemon.string("worker_dir", "/run/prefork/workers",
                 ABSOLUTE_PATH, pathRule));
         Path stateDir = Path.of(daemon.string("state_dir", "/var/lib/prefork",
@@ -150,10 +152,11 @@ public record DaemonConfig(
         }
         checkCrossKeyRules(minIdle, maxTotal, minUid, maxUid, envAllowlist, python);
 
-        return new DaemonConfig(socket, socketMode, socketGroup, workerDir, stateDir, minIdle,
-                maxTotal, waitTimeoutMs, maxWaiting, fifoOpenTimeoutMs, drainTimeoutMs,
-                serviceName, python, workerStub, startupMs, writablePaths, envAllowlist,
-                trustedUids, minUid, maxUid, allowedGroups, deniedGroups, rlimits);
+        return new DaemonConfig(socket, socketMode, socketGroup, maxConnectionsPerUid,
+                workerDir, stateDir, minIdle, maxTotal, waitTimeoutMs, maxWaiting,
+                fifoOpenTimeoutMs, drainTimeoutMs, serviceName, python, workerStub, startupMs,
+                writablePaths, envAllowlist, trustedUids, minUid, maxUid, allowedGroups,
+                deniedGroups, rlimits);
     }
 
     private static Map<String, Long> readRlimits(ConfigSection limits) throws ConfigException {

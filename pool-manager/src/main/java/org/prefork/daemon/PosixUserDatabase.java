@@ -4,6 +4,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 import java.util.OptionalInt;
+import java.util.Set;
 import java.util.TreeSet;
 
 import jnr.ffi.LibraryLoader;
@@ -43,6 +44,37 @@ public final class PosixUserDatabase implements UserDatabase {
             int gid = (int) entry.getGID();
             return Optional.of(new UserAccount(name, (int) entry.getUID(), gid,
                     entry.getHome(), groups(name, gid)));
+        }
+    }
+
+    @Override
+    public Optional<UserAccount> byUid(int uid) {
+        synchronized (PosixUserDatabase.class) {
+            Passwd entry = posix.getpwuid(uid);
+            return entry == null ? Optional.empty() : byName(entry.getLoginName());
+        }
+    }
+
+    @Override
+    public Set<String> groupMembers(int gid) {
+        synchronized (PosixUserDatabase.class) {
+            Set<String> members = new TreeSet<>();
+            Group group = posix.getgrgid(gid);
+            if (group != null && group.getMembers() != null) {
+                members.addAll(Arrays.asList(group.getMembers()));
+            }
+            // Enumerating the whole user database is slow, but this runs at start only.
+            posix.setpwent();
+            try {
+                for (Passwd user = posix.getpwent(); user != null; user = posix.getpwent()) {
+                    if (user.getGID() == gid) {
+                        members.add(user.getLoginName());
+                    }
+                }
+            } finally {
+                posix.endpwent();
+            }
+            return members;
         }
     }
 

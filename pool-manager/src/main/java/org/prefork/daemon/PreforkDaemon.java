@@ -65,7 +65,8 @@ public final class PreforkDaemon implements ControlConnection.Handler {
         this.policy = new UserPolicy(users, config, daemonUid);
         this.metrics = metrics;
         this.pool = new WorkerPool(config, metrics, this::onFatalTemplateExit);
-        this.server = new ControlServer(config, this, socketGid(users, config));
+        this.server = new ControlServer(config, this, socketGid(users, config),
+                uid -> policy.mayNameOthers(new Caller(uid, -1, -1)));
     }
 
     /** The gid the control socket gets, or -1 to leave the daemon's own. */
@@ -159,10 +160,11 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     public Worker handOut(Caller caller, Request.Spawn spawn, Map<String, String> env)
             throws Refusal, InterruptedException {
         UserAccount account = policy.authorize(caller, spawn.user());
+        Caller frontend = policy.identify(caller);
         var args = ServiceCommand.normalize(config.service(), spawn.args());
         log.info("spawn for {} (uid {}) asked by uid {} (pid:{})", account.name(),
                 account.uid(), caller.uid(), caller.pid());
-        return pool.handOut(new Binding(account, caller, args, Map.copyOf(env), config));
+        return pool.handOut(new Binding(account, frontend, args, Map.copyOf(env), config));
     }
 
     @Override

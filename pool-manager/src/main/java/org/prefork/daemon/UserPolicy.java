@@ -31,6 +31,40 @@ public final class UserPolicy {
         this.allowedGroups = resolve(users, "policy.allowed_groups", config.allowedGroups());
         this.deniedGroups = resolve(users, "policy.denied_groups", config.deniedGroups());
         this.daemonUid = daemonUid;
+        for (int uid : trustedUids) {
+            checkFrontend(users, uid);
+        }
+    }
+
+    /**
+     * The FIFOs of the sessions a frontend asks for are shared with its primary group,
+     * so that group must hold the frontend alone.
+     */
+    private static void checkFrontend(UserDatabase users, int uid) throws ConfigException {
+        String key = "policy.trusted_uids names uid " + uid;
+        UserAccount frontend = users.byUid(uid).orElseThrow(
+                () -> new ConfigException(key + ", which is invalid: no such user"));
+        java.util.Set<String> others = new java.util.TreeSet<>(users.groupMembers(frontend.gid()));
+        others.remove(frontend.name());
+        if (!others.isEmpty()) {
+            throw new ConfigException(key + " (" + frontend.name() + "), which is invalid:"
+                    + " its primary group (gid " + frontend.gid() + ") also holds "
+                    + String.join(", ", others) + "; the FIFOs of the sessions it asks for"
+                    + " are shared with that group, so it needs a group of its own");
+        }
+    }
+
+    /**
+     * Who a caller is for the worker's FIFO group: a frontend by its passwd entry, never
+     * by the gid its process happens to run with (sg, newgrp and setgid would choose).
+     */
+    public Caller identify(Caller peer) {
+        if (peer.isRoot() || !trustedUids.contains(peer.uid())) {
+            return peer;
+        }
+        return users.byUid(peer.uid())
+                .map(account -> new Caller(peer.uid(), account.gid(), peer.pid()))
+                .orElse(peer);
     }
 
     private static Map<Integer, String> resolve(UserDatabase users, String key,

@@ -22,16 +22,32 @@ class UserPolicyTest {
             new UserAccount("root", 0, 0, "/root", List.of(0));
     private static final UserAccount DAEMON =
             new UserAccount("daemon", 1, 1, "/usr/sbin", List.of(1));
+    private static final UserAccount FRONTEND =
+            new UserAccount("frontend", 998, 998, "/var/lib/frontend", List.of(998));
+    /** A frontend whose primary group is shared with alice: a misconfiguration. */
+    private static final UserAccount SHARED =
+            new UserAccount("shared", 997, 1001, "/var/lib/shared", List.of(1001));
 
     /** An in-memory user database: the policy's rules, not libc, are under test. */
     private static final UserDatabase USERS = new UserDatabase() {
         private final Map<String, UserAccount> users = Map.of("alice", ALICE, "bob", BOB,
-                "root", ROOT, "daemon", DAEMON);
+                "root", ROOT, "daemon", DAEMON, "frontend", FRONTEND, "shared", SHARED);
         private final Map<String, Integer> groups = Map.of("bzr", 2000, "banned", 3000);
 
         @Override
         public Optional<UserAccount> byName(String name) {
             return Optional.ofNullable(users.get(name));
+        }
+
+        @Override
+        public Optional<UserAccount> byUid(int uid) {
+            return users.values().stream().filter(u -> u.uid() == uid).findFirst();
+        }
+
+        @Override
+        public java.util.Set<String> groupMembers(int gid) {
+            return users.values().stream().filter(u -> u.groups().contains(gid))
+                    .map(UserAccount::name).collect(java.util.stream.Collectors.toSet());
         }
 
         @Override
@@ -72,6 +88,29 @@ class UserPolicyTest {
         assertRefused(policy, new Caller(999, 999, 5), "bob", ErrorCode.REFUSED,
                 "spawn refused for user 'bob': caller uid 999 may only ask for a worker"
                         + " bound to itself");
+    }
+
+    @Test
+    void aFrontendIsKnownByItsPrimaryGroupNotByTheGidItRunsWith() throws Exception {
+        UserPolicy policy = policy("trusted_uids = [998]", 0);
+
+        // Running under another group (sg, newgrp) must not share the FIFOs with it.
+        assertThat(policy.identify(new Caller(998, 4242, 5))).isEqualTo(new Caller(998, 998, 5));
+        assertThat(policy.identify(new Caller(1001, 4242, 5)))
+                .isEqualTo(new Caller(1001, 4242, 5));
+    }
+
+    @Test
+    void aFrontendWhosePrimaryGroupHoldsOthersStopsTheStart() {
+        assertThatThrownBy(() -> policy("trusted_uids = [997]", 0))
+                .isInstanceOf(ConfigException.class)
+                .hasMessage("policy.trusted_uids names uid 997 (shared), which is invalid: its"
+                        + " primary group (gid 1001) also holds alice; the FIFOs of the"
+                        + " sessions it asks for are shared with that group, so it needs a"
+                        + " group of its own");
+        assertThatThrownBy(() -> policy("trusted_uids = [4000]", 0))
+                .isInstanceOf(ConfigException.class)
+                .hasMessage("policy.trusted_uids names uid 4000, which is invalid: no such user");
     }
 
     @Test

@@ -1,12 +1,19 @@
 package org.prefork.protocol;
 
+import java.io.BufferedInputStream;
 import java.io.Closeable;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
+import java.nio.ByteBuffer;
 import java.nio.channels.Channels;
+import java.nio.channels.ReadableByteChannel;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFileAttributes;
 import java.util.List;
 import java.util.Map;
 
@@ -94,15 +101,53 @@ public final class ControlClient implements Closeable {
             implements Closeable {
 
         public static Session open(Reply.Ok ok) throws IOException {
-            // Same order as the worker, or both sides block in open(2) forever. The
-            // buffering is not only for speed: JDK 17's FileInputStream.readAllBytes
-            // seeks, and a FIFO cannot seek.
-            OutputStream stdin = new java.io.FileOutputStream(ok.stdinFifo());
-            InputStream stdout = new java.io.BufferedInputStream(
-                    new java.io.FileInputStream(ok.stdoutFifo()));
-            InputStream stderr = new java.io.BufferedInputStream(
-                    new java.io.FileInputStream(ok.stderrFifo()));
+            // Same order as the worker, or both sides block in open(2) forever.
+            OutputStream stdin = Files.newOutputStream(fifo(ok.stdinFifo()),
+                    StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
+            InputStream stdout = reading(fifo(ok.stdoutFifo()));
+            InputStream stderr = reading(fifo(ok.stderrFifo()));
             return new Session(stdin, stdout, stderr);
+        }
+
+        /**
+         * JDK 17's streams over a file channel seek (in available() and readAllBytes),
+         * and a FIFO cannot; this one only ever reads.
+         */
+        private static InputStream reading(Path fifo) throws IOException {
+            ReadableByteChannel channel = Files.newByteChannel(fifo, StandardOpenOption.READ,
+                    LinkOption.NOFOLLOW_LINKS);
+            return new BufferedInputStream(new InputStream() {
+                @Override
+                public int read() throws IOException {
+                    byte[] one = new byte[1];
+                    return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
+                }
+
+                @Override
+                public int read(byte[] bytes, int offset, int length) throws IOException {
+                    return length == 0 ? 0 : channel.read(ByteBuffer.wrap(bytes, offset, length));
+                }
+
+                @Override
+                public void close() throws IOException {
+                    channel.close();
+                }
+            });
+        }
+
+        /**
+         * The bound user owns the worker's directory and could put a link or a file of
+         * its choice where a FIFO is due; a caller running as root or as a frontend must
+         * never follow it, create it, or truncate it.
+         */
+        private static Path fifo(String name) throws IOException {
+            Path path = Path.of(name);
+            PosixFileAttributes attributes = Files.readAttributes(path,
+                    PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+            if (!attributes.isOther()) {
+                throw new IOException(path + " is not a FIFO");
+            }
+            return path;
         }
 
         @Override
