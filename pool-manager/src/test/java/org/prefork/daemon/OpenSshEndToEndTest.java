@@ -82,8 +82,14 @@ class OpenSshEndToEndTest {
             assertThat(brz(ssh.root(), "log", "--line", pushed.toString()))
                     .contains("revision 4");
             assertOwnedBy(pushed, alice);
-            // branch, remote log and push: one pooled worker each.
-            assertThat(daemon.stats().handedOut()).isEqualTo(3);
+
+            // Users usually name their home with ~ in the URL.
+            brz(local, "push", "--quiet", remote + "/~/pushed-home");
+            assertThat(alice.home().resolve("pushed-home/.bzr")).isDirectory();
+            assertOwnedBy(alice.home().resolve("pushed-home"), alice);
+
+            // branch, remote log and the two pushes: one pooled worker each.
+            assertThat(daemon.stats().handedOut()).isEqualTo(4);
         }
     }
 
