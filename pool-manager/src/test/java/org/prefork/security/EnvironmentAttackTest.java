@@ -30,8 +30,6 @@ class EnvironmentAttackTest {
 
     private static final ObjectMapper JSON = new ObjectMapper();
     private static final String EMAIL = "Alice Example <alice@example.com>";
-    /** The C client sends no value holding a space (it says so on stderr). */
-    private static final String BARE_EMAIL = "alice@example.com";
 
     private static TestUsers users;
     private static TestUsers.User alice;
@@ -48,15 +46,7 @@ class EnvironmentAttackTest {
 
     @AfterAll
     static void stopDaemonAndRemoveUsers() throws Exception {
-        try {
-            if (daemon != null) {
-                daemon.close();
-            }
-        } finally {
-            if (users != null) {
-                users.close();
-            }
-        }
+        DaemonFixture.closeBoth(daemon, users);
     }
 
     @Test
@@ -84,12 +74,12 @@ class EnvironmentAttackTest {
                 "--env", "LD_LIBRARY_PATH", "--env", "PYTHONPATH", "--env", "BRZ_EMAIL",
                 "--env", "HOME", "--", "whoami");
         Map<String, String> sshEnv = Map.of("LD_LIBRARY_PATH", "/tmp", "PYTHONPATH", "/tmp",
-                "BRZ_EMAIL", BARE_EMAIL, "HOME", "/root");
+                "BRZ_EMAIL", EMAIL, "HOME", "/root");
 
         Commands.Result result = AsUser.run(alice, sshEnv, new byte[0], command);
 
         assertThat(result.status()).as(result.stderr()).isZero();
-        assertThat(environ(result.stdout())).isEqualTo(expectedEnvironment(BARE_EMAIL));
+        assertThat(environ(result.stdout())).isEqualTo(expectedEnvironment(EMAIL));
     }
 
     private static Map<String, String> expectedEnvironment(String email) {

@@ -61,15 +61,7 @@ class FifoAttackTest {
 
     @AfterAll
     static void stopDaemonAndRemoveUsers() throws Exception {
-        try {
-            if (daemon != null) {
-                daemon.close();
-            }
-        } finally {
-            if (users != null) {
-                users.close();
-            }
-        }
+        DaemonFixture.closeBoth(daemon, users);
     }
 
     @Test

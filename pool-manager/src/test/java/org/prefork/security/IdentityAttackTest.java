@@ -52,15 +52,7 @@ class IdentityAttackTest {
 
     @AfterAll
     static void stopDaemonAndRemoveUsers() throws Exception {
-        try {
-            if (daemon != null) {
-                daemon.close();
-            }
-        } finally {
-            if (users != null) {
-                users.close();
-            }
-        }
+        DaemonFixture.closeBoth(daemon, users);
     }
 
     @Test

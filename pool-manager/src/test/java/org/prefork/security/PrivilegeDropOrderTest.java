@@ -45,15 +45,7 @@ class PrivilegeDropOrderTest {
 
     @AfterAll
     static void stopDaemonAndRemoveUsers() throws Exception {
-        try {
-            if (daemon != null) {
-                daemon.close();
-            }
-        } finally {
-            if (users != null) {
-                users.close();
-            }
-        }
+        DaemonFixture.closeBoth(daemon, users);
     }
 
     @Test

@@ -44,15 +44,7 @@ class TemplateMemoryAttackTest {
 
     @AfterAll
     static void stopDaemonAndRemoveUsers() throws Exception {
-        try {
-            if (daemon != null) {
-                daemon.close();
-            }
-        } finally {
-            if (users != null) {
-                users.close();
-            }
-        }
+        DaemonFixture.closeBoth(daemon, users);
     }
 
     @Test

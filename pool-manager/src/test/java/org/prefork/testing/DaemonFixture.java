@@ -121,6 +121,19 @@ public final class DaemonFixture implements AutoCloseable {
                 .until(() -> daemon.stats().parked() == parked);
     }
 
+    /** Stops a shared daemon, then removes its users, whichever of them was made. */
+    public static void closeBoth(DaemonFixture daemon, TestUsers users) throws Exception {
+        try {
+            if (daemon != null) {
+                daemon.close();
+            }
+        } finally {
+            if (users != null) {
+                users.close();
+            }
+        }
+    }
+
     @Override
     public void close() throws Exception {
         try {
