@@ -27,51 +27,66 @@ class LineReader:
     A line longer than the limit yields ``TOO_LONG`` once, and the rest of
     it, up to and including the next newline, is discarded without being
     kept in memory.
+
+    Bindings pass through here, and every later worker inherits the
+    template's memory. So the buffer is allocated once and never grows
+    (a grown bytearray leaves its old copy behind in freed memory), each
+    line is handed out as a view into it, and it is zeroed as soon as the
+    consumer is done with the line.
     """
 
     def __init__(self, limit=MAX_LINE_BYTES):
         self._limit = limit
-        self._buffer = bytearray()
+        self._buffer = bytearray(limit)
+        self._view = memoryview(self._buffer)
+        self._length = 0
         self._discarding = False
 
-    def feed(self, data):
-        """Yield each complete line (bytes, without ``\\n``) or TOO_LONG."""
-        self._buffer += data
-        while True:
-            end = self._buffer.find(b'\n')
+    def feed(self, chunk, count):
+        """Yield each complete line of ``chunk[:count]``, or TOO_LONG.
+
+        ``chunk`` is a bytearray; a line is a memoryview that is valid
+        only until the consumer asks for the next one.
+        """
+        source = memoryview(chunk)
+        start = 0
+        while start < count:
+            end = chunk.find(b'\n', start, count)
+            stop = count if end < 0 else end
+            yield from self._append(source[start:stop])
             if end < 0:
-                yield from self._check_partial()
                 return
-            yield from self._take_line(end)
+            start = end + 1
+            yield from self._finish_line()
 
     def pending(self):
         """Return the number of bytes of an unfinished line."""
-        return len(self._buffer)
+        return self._length
 
-    def _check_partial(self):
-        if len(self._buffer) < self._limit:
+    def _append(self, piece):
+        if self._discarding:
             return
-        # The line plus its newline cannot fit any more.
-        self._wipe(len(self._buffer))
-        if not self._discarding:
+        if self._length + len(piece) + 1 > self._limit:
+            # The line plus its newline cannot fit any more.
+            self._wipe()
             self._discarding = True
             yield TOO_LONG
+            return
+        self._view[self._length:self._length + len(piece)] = piece
+        self._length += len(piece)
 
-    def _take_line(self, end):
-        line = bytes(self._buffer[:end])
-        self._wipe(end + 1)
+    def _finish_line(self):
         if self._discarding:
             self._discarding = False
-        elif end + 1 > self._limit:
-            yield TOO_LONG
-        else:
-            yield line
+            return
+        try:
+            yield self._view[:self._length]
+        finally:
+            self._wipe()
 
-    def _wipe(self, count):
-        # Overwrite before dropping: bindings pass through this buffer and
-        # every later worker inherits the template's memory.
-        self._buffer[:count] = bytes(count)
-        del self._buffer[:count]
+    def _wipe(self):
+        self._view[:self._length] = bytes(self._length)
+        self._length = 0
 
 
 def decode(raw):
@@ -102,24 +117,42 @@ def check_field(field):
         raise BadLine('field longer than %d bytes' % MAX_FIELD_BYTES)
 
 
-def parse_command(raw):
-    """Parse one command line into ``(verb, worker_id, json_text)``.
+def parse_command(line):
+    """Parse one command line into ``(verb, worker_id, binding)``.
 
-    ``json_text`` is None except for ``bind``. Raises BadLine.
+    ``line`` is bytes or a memoryview. ``binding`` is None except for
+    ``bind``, where it is a view of the rest of the line, left undecoded:
+    it is the worker's to validate, and decoding it here would leave a
+    copy in the template's memory. Raises BadLine.
     """
-    text = decode(raw)
+    line = memoryview(line)
+    if line[:5].tobytes() == b'bind ':
+        return _parse_bind(line)
+    text = decode(line.tobytes())
     verb = text.split(' ', 1)[0]
-    if verb == 'bind':
-        fields = split_fields(text, 2)
-        if len(fields) != 3:
-            raise BadLine('bind needs a worker id and a binding')
-    elif verb in ('fork', 'stop'):
-        fields = split_fields(text)
-        if len(fields) != 2:
-            raise BadLine('%s needs exactly one worker id' % verb)
-    else:
+    if verb not in ('fork', 'stop'):
         raise BadLine('unknown verb')
-    check_field(fields[1])
-    if not WORKER_ID.fullmatch(fields[1]):
+    fields = split_fields(text)
+    if len(fields) != 2:
+        raise BadLine('%s needs exactly one worker id' % verb)
+    return verb, _worker_id(fields[1]), None
+
+
+def _parse_bind(line):
+    # Only the worker id is read: the longest id and its space.
+    space = -1
+    for position in range(5, min(len(line), 5 + 13 + 1)):
+        if line[position] == 0x20:
+            space = position
+            break
+    if space < 0 or space + 1 >= len(line):
+        raise BadLine('bind needs a worker id and a binding')
+    worker_id = decode(line[5:space].tobytes())
+    return 'bind', _worker_id(worker_id), line[space + 1:]
+
+
+def _worker_id(field):
+    check_field(field)
+    if not WORKER_ID.fullmatch(field):
         raise BadLine('bad worker id')
-    return fields[0], fields[1], fields[2] if verb == 'bind' else None
+    return field

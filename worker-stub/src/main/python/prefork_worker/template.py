@@ -251,6 +251,7 @@ class Template:
         self.workers = {}
         self.by_pid = {}
         self.reader = lines.LineReader()
+        self.chunk = bytearray(READ_CHUNK_BYTES)
         # A poll selector holds no kernel fd that a forked child could
         # inherit (an epoll selector would).
         self.selector = selectors.PollSelector()
@@ -289,16 +290,22 @@ class Template:
     # -- input from preforkd ------------------------------------------------
 
     def _on_stdin(self, key):
+        # Into a buffer of our own, not os.read: that would make a bytes
+        # object per read, and a binding left in freed memory is inherited
+        # by every later worker. The buffer is zeroed once it is handled.
         try:
-            data = os.read(0, READ_CHUNK_BYTES)
+            count = os.readv(0, [self.chunk])
         except OSError as error:
             template_log(ERROR, 'reading stdin failed: %s' % error.strerror)
-            data = b''
-        if not data:
+            count = 0
+        if not count:
             self._on_end_of_input()
             return
-        for raw in self.reader.feed(data):
-            self._handle_line(raw)
+        try:
+            for raw in self.reader.feed(self.chunk, count):
+                self._handle_line(raw)
+        finally:
+            self.chunk[:count] = bytes(count)
 
     def _on_end_of_input(self):
         if self.reader.pending():
@@ -385,7 +392,9 @@ class Template:
                 else 'worker is %s, not parked' % record.state))
             return
         try:
-            record.sock.send(binding.encode('utf-8'))
+            # Straight from the line buffer: the template never holds the
+            # binding as an object (see lines.LineReader).
+            record.sock.send(binding)
         except OSError as error:
             # It died while parked; its exited follows.
             record.state = FAILED

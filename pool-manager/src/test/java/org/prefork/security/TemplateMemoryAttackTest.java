@@ -5,14 +5,15 @@ import static org.assertj.core.api.Assertions.assertThat;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.UUID;
 
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.prefork.protocol.ControlClient;
-import org.prefork.protocol.ExitStatus;
 import org.prefork.protocol.Reply;
 import org.prefork.testing.Commands;
 import org.prefork.testing.DaemonFixture;
@@ -45,6 +46,30 @@ class TemplateMemoryAttackTest {
     @AfterAll
     static void stopDaemonAndRemoveUsers() throws Exception {
         DaemonFixture.closeBoth(daemon, users);
+    }
+
+    @Test
+    void bobsBindingLeavesNoTraceInTheMemoryLaterWorkersAreForkedFrom() throws Exception {
+        String secret = "bob-" + UUID.randomUUID() + "@prefork.invalid";
+        try (ControlClient client = daemon.client()) {
+            Reply.Ok ok = (Reply.Ok) client.spawn(bob.name(), List.of("exit", "0"),
+                    Map.of("BRZ_EMAIL", secret));
+            ControlClient.Session.open(ok).close();
+            assertThat(client.readReply()).isInstanceOf(Reply.Exit.class);
+        }
+        // Workers forked after bob's binding passed through the template.
+        daemon.awaitParked(2);
+        ProcessHandle template = Proc.template(ProcessHandle.current().pid());
+        List<Long> inheritors = new ArrayList<>(Proc.parkedWorkers(template));
+        inheritors.add(template.pid());
+
+        for (long pid : inheritors) {
+            assertThat(Proc.findInMemory(pid, Proc.bytes(secret)))
+                    .as("bob's BRZ_EMAIL in the memory of pid %d", pid).isEmpty();
+        }
+        // The search does find what is there: the secret is in this JVM's heap.
+        assertThat(Proc.findInMemory(ProcessHandle.current().pid(), Proc.bytes(secret)))
+                .isPresent();
     }
 
     @Test
