@@ -14,6 +14,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.prefork.protocol.ControlClient;
+import org.prefork.protocol.ExitStatus;
 import org.prefork.protocol.Reply;
 import org.prefork.testing.Commands;
 import org.prefork.testing.DaemonFixture;
