@@ -82,6 +82,8 @@ public final class PreforkDaemon implements ControlConnection.Handler {
 
     /** Prepares the directories, warms the template, fills the pool, then listens. */
     public void start() throws IOException, InterruptedException {
+        // The config holds no secrets: paths, numbers, names and group rules.
+        log.debug("configuration: {}", config);
         if (daemonUid != 0) {
             log.warn("running unprivileged as uid {}: only that uid can be served", daemonUid);
         }

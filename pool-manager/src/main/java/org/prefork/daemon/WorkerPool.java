@@ -41,6 +41,7 @@ public final class WorkerPool implements TemplateLink.Listener {
     /** Restart backoff: doubles from the first delay up to the cap, with jitter. */
     private static final long RESTART_FIRST_DELAY_MS = 100;
     private static final long RESTART_MAX_DELAY_MS = 10_000;
+    private static final long STATS_PERIOD_MS = 30_000;
 
     private final DaemonConfig config;
     private final PoolMetrics metrics;
@@ -109,6 +110,8 @@ public final class WorkerPool implements TemplateLink.Listener {
             lock.unlock();
         }
         replenish();
+        housekeeper.scheduleAtFixedRate(() -> log.debug("pool {}", stats()),
+                STATS_PERIOD_MS, STATS_PERIOD_MS, TimeUnit.MILLISECONDS);
     }
 
     private void startTemplate() throws IOException {
