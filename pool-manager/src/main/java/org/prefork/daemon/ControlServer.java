@@ -206,15 +206,27 @@ public final class ControlServer implements Closeable {
         }
     }
 
-    @Override
-    public void close() throws IOException {
+    /**
+     * Takes no new connection; the open ones go on, so that sessions draining during a
+     * stop still report their exit status to their callers.
+     */
+    public synchronized void stopAccepting() throws IOException {
+        if (closed) {
+            return;
+        }
         closed = true;
         if (server != null) {
             wakeAcceptor();
             server.close();
         }
-        connections.shutdownNow();
         Files.deleteIfExists(config.socket());
+    }
+
+    /** Stops accepting and ends every open connection. */
+    @Override
+    public void close() throws IOException {
+        stopAccepting();
+        connections.shutdownNow();
     }
 
     /**

@@ -133,8 +133,9 @@ public final class PreforkDaemon implements ControlConnection.Handler {
         }
         log.info("stopping: {}", pool.stats());
         try {
-            server.close();
+            server.stopAccepting();
             pool.shutdown();
+            server.close();
             removeWorkerDirectories();
         } catch (IOException e) {
             log.error("stopping cleanly failed: {}", e.getMessage());

@@ -289,6 +289,29 @@ class PoolIntegrationTest {
     }
 
     @Test
+    void aSessionRunningWhileTheDaemonStopsStillGetsItsExitStatus() throws Exception {
+        try (DaemonFixture daemon = DaemonFixture.start("drain", TEST_POOL);
+             ControlClient client = daemon.client()) {
+            Reply.Ok ok = spawn(client, alice.name(), "echo");
+            try (ControlClient.Session session = ControlClient.Session.open(ok)) {
+                try (ControlClient other = daemon.client()) {
+                    assertThat(other.shutdown()).isEqualTo(new Reply.ShutdownOk());
+                }
+                Awaitility.await().atMost(Duration.ofSeconds(10))
+                        .until(() -> !Files.exists(daemon.socket()));
+
+                // Draining: the session goes on and ends by itself.
+                session.stdin().write("still here\n".getBytes(StandardCharsets.UTF_8));
+                session.stdin().close();
+                assertThat(new String(session.stdout().readAllBytes(),
+                        StandardCharsets.UTF_8)).isEqualTo("still here\n");
+            }
+            assertThat(client.readReply())
+                    .isEqualTo(new Reply.Exit(ok.workerId(), ExitStatus.code(0)));
+        }
+    }
+
+    @Test
     void aKilledTemplateIsRestartedAndThePoolRefills() throws Exception {
         try (DaemonFixture daemon = DaemonFixture.start("restart", TEST_POOL)) {
             daemon.awaitParked(2);
