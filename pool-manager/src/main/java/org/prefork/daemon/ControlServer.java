@@ -100,20 +100,27 @@ public final class ControlServer implements Closeable {
         }
     }
 
-    /** A socket file left by a daemon that died is removed; a live daemon's is not. */
-    private static void removeStaleSocket(Path socket) throws IOException {
+    /** Throws when a live daemon answers on {@code socket}. */
+    static void refuseIfAnotherDaemonListens(Path socket) throws IOException {
         if (!Files.exists(socket)) {
             return;
         }
+        boolean live;
         try (UnixSocketChannel probe =
                      UnixSocketChannel.open(new UnixSocketAddress(socket.toFile()))) {
-            throw new IOException("another daemon is already listening on " + socket);
+            live = true;
         } catch (IOException e) {
-            if (e.getMessage() != null && e.getMessage().startsWith("another daemon")) {
-                throw e;
-            }
-            Files.delete(socket);
+            live = false;
         }
+        if (live) {
+            throw new IOException("another daemon is already listening on " + socket);
+        }
+    }
+
+    /** A socket file left by a daemon that died is removed; a live daemon's is not. */
+    private static void removeStaleSocket(Path socket) throws IOException {
+        refuseIfAnotherDaemonListens(socket);
+        Files.deleteIfExists(socket);
     }
 
     private void acceptLoop() {
@@ -206,11 +213,9 @@ public final class ControlServer implements Closeable {
         }
     }
 
-    /**
-     * Takes no new connection; the open ones go on, so that sessions draining during a
-     * stop still report their exit status to their callers.
-     */
-    public synchronized void stopAccepting() throws IOException {
+    /** Stops accepting, ends every open connection, and removes the socket we made. */
+    @Override
+    public synchronized void close() throws IOException {
         if (closed) {
             return;
         }
@@ -218,14 +223,8 @@ public final class ControlServer implements Closeable {
         if (server != null) {
             wakeAcceptor();
             server.close();
+            Files.deleteIfExists(config.socket());
         }
-        Files.deleteIfExists(config.socket());
-    }
-
-    /** Stops accepting and ends every open connection. */
-    @Override
-    public void close() throws IOException {
-        stopAccepting();
         connections.shutdownNow();
     }
 

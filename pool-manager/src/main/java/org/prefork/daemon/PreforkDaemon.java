@@ -1,8 +1,11 @@
 package org.prefork.daemon;
 
 import java.io.IOException;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
@@ -33,6 +36,7 @@ public final class PreforkDaemon implements ControlConnection.Handler {
 
     private static final Logger log = LoggerFactory.getLogger(PreforkDaemon.class);
     private static final long TEMPLATE_READY_TIMEOUT_MS = 120_000;
+    private static final String LOCK_FILE = ".preforkd.lock";
 
     private final DaemonConfig config;
     private final int daemonUid;
@@ -44,6 +48,7 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     private final ControlServer server;
     private final CountDownLatch stopped = new CountDownLatch(1);
     private volatile int exitCode = EXIT_OK;
+    private volatile FileLock runtimeLock;
     private boolean stopping;
 
     /** @throws ConfigException when a name in the config does not resolve (a group) */
@@ -63,10 +68,24 @@ public final class PreforkDaemon implements ControlConnection.Handler {
         this.users = new PosixUserDatabase(posix);
         this.daemonUser = posix.getpwuid(daemonUid).getLoginName();
         this.policy = new UserPolicy(users, config, daemonUid);
+        checkServiceFiles(config);
         this.metrics = metrics;
         this.pool = new WorkerPool(config, metrics, this::onFatalTemplateExit);
         this.server = new ControlServer(config, this, socketGid(users, config),
                 uid -> policy.mayNameOthers(new Caller(uid, -1, -1)));
+    }
+
+    /** Without these the template cannot start; that is a configuration error. */
+    private static void checkServiceFiles(DaemonConfig config) throws ConfigException {
+        if (!Files.isRegularFile(config.python()) || !Files.isExecutable(config.python())) {
+            throw new ConfigException("service.python = \"" + config.python()
+                    + "\" is invalid: there is no executable file there");
+        }
+        Path template = config.workerStub().resolve("prefork_template.py");
+        if (!Files.isRegularFile(template)) {
+            throw new ConfigException("service.worker_stub = \"" + config.workerStub()
+                    + "\" is invalid: it holds no prefork_template.py");
+        }
     }
 
     /** The gid the control socket gets, or -1 to leave the daemon's own. */
@@ -87,11 +106,32 @@ public final class PreforkDaemon implements ControlConnection.Handler {
         if (daemonUid != 0) {
             log.warn("running unprivileged as uid {}: only that uid can be served", daemonUid);
         }
+        claimRuntime();
         prepareDirectories();
         pool.start(TEMPLATE_READY_TIMEOUT_MS);
         server.start();
         JvmWarmUp.run(config, users, daemonUser);
         log.info("preforkd ready: {}", pool.stats());
+    }
+
+    /**
+     * Makes sure no other daemon uses our socket or worker directory before we touch
+     * either: a second start by mistake must not wreck the running daemon's sessions.
+     * The lock lives as long as this process.
+     */
+    private void claimRuntime() throws IOException {
+        ControlServer.refuseIfAnotherDaemonListens(config.socket());
+        Files.createDirectories(config.workerDir());
+        Path lockFile = config.workerDir().resolve(LOCK_FILE);
+        FileChannel channel = FileChannel.open(lockFile, StandardOpenOption.CREATE,
+                StandardOpenOption.WRITE);
+        FileLock lock = channel.tryLock();
+        if (lock == null) {
+            channel.close();
+            throw new IOException("another daemon is already using " + config.workerDir()
+                    + " (it holds " + lockFile + ")");
+        }
+        runtimeLock = lock;
     }
 
     private void prepareDirectories() throws IOException {
@@ -131,12 +171,21 @@ public final class PreforkDaemon implements ControlConnection.Handler {
             }
             stopping = true;
         }
+        if (runtimeLock == null) {
+            // We never owned the socket or the worker directory: leave them alone.
+            stopped.countDown();
+            return;
+        }
         log.info("stopping: {}", pool.stats());
         try {
-            server.stopAccepting();
+            // Draining: new spawns get 'shutting-down', status still answers, and the
+            // sessions' callers keep their connections for the exit status.
             pool.shutdown();
             server.close();
             removeWorkerDirectories();
+            // Removed while still held, so no other daemon can be holding it now.
+            Files.deleteIfExists(config.workerDir().resolve(LOCK_FILE));
+            runtimeLock.channel().close();
         } catch (IOException e) {
             log.error("stopping cleanly failed: {}", e.getMessage());
             exitCode = exitCode == EXIT_OK ? EXIT_FAILED : exitCode;

@@ -102,9 +102,12 @@ public final class WorkerPool implements TemplateLink.Listener {
             while (templateState.equals("starting") && remainingNs > 0) {
                 remainingNs = changed.awaitNanos(remainingNs);
             }
-            if (!templateState.equals("up")) {
+            if (templateState.equals("starting")) {
                 throw new IOException("template did not become ready within "
-                        + readyTimeoutMs + " ms (state: " + templateState + ")");
+                        + readyTimeoutMs + " ms");
+            }
+            if (!templateState.equals("up")) {
+                throw new IOException("template exited before it was ready (its log is above)");
             }
         } finally {
             lock.unlock();
@@ -116,8 +119,14 @@ public final class WorkerPool implements TemplateLink.Listener {
 
     private void startTemplate() throws IOException {
         TemplateLink link = new TemplateLink(config, this);
+        // Set before starting: its events may arrive at once and refer to it.
         template = link;
-        link.start();
+        try {
+            link.start();
+        } catch (IOException e) {
+            template = null;  // nothing started, nothing to stop
+            throw e;
+        }
     }
 
     /**

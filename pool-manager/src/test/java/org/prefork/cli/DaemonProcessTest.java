@@ -35,18 +35,7 @@ class DaemonProcessTest {
     @Test
     void sigtermDrainsAndLeavesNoProcessSocketOrFifo() throws Exception {
         try (Sandbox sandbox = new Sandbox("sigterm")) {
-            Path config = sandbox.resolve("prefork.toml");
-            Files.writeString(config, String.join("\n",
-                    "[daemon]",
-                    "socket = \"" + sandbox.resolve("control.sock") + "\"",
-                    "worker_dir = \"" + sandbox.resolve("workers") + "\"",
-                    "state_dir = \"" + sandbox.resolve("state") + "\"",
-                    "[service]",
-                    "name = \"test\"",
-                    "[pool]",
-                    "min_idle = 3",
-                    ""));
-            Process daemon = startDaemon(config, sandbox.resolve("daemon.log"));
+            Process daemon = startDaemon(testConfig(sandbox), sandbox.resolve("daemon.log"));
             Awaitility.await().atMost(Duration.ofSeconds(60))
                     .until(() -> parked(sandbox.resolve("control.sock")) == 3);
 
@@ -78,6 +67,66 @@ class DaemonProcessTest {
                     .contains("prefork: pool.min_idle = -1 is invalid:"
                             + " must be an integer from 0 to 256");
         }
+    }
+
+    @Test
+    void aSecondDaemonOnTheSameConfigRefusesAndLeavesTheFirstAlone() throws Exception {
+        try (Sandbox sandbox = new Sandbox("twice")) {
+            Path config = testConfig(sandbox);
+            Process first = startDaemon(config, sandbox.resolve("first.log"));
+            try {
+                Awaitility.await().atMost(Duration.ofSeconds(60))
+                        .until(() -> parked(sandbox.resolve("control.sock")) == 3);
+
+                Process second = startDaemon(config, sandbox.resolve("second.log"));
+
+                assertThat(second.waitFor(60, TimeUnit.SECONDS)).isTrue();
+                assertThat(second.exitValue()).isEqualTo(1);
+                assertThat(Files.readString(sandbox.resolve("second.log")))
+                        .contains("prefork: cannot start: another daemon is already listening on "
+                                + sandbox.resolve("control.sock"));
+                // The first daemon still has its socket, its workers and their directories.
+                assertThat(parked(sandbox.resolve("control.sock"))).isEqualTo(3);
+                try (Stream<Path> dirs = Files.list(sandbox.resolve("workers"))) {
+                    assertThat(dirs.filter(d -> d.getFileName().toString().startsWith("w")))
+                            .hasSize(3);
+                }
+            } finally {
+                first.destroy();
+                first.waitFor(30, TimeUnit.SECONDS);
+            }
+        }
+    }
+
+    @Test
+    void aPythonThatCannotRunIsAConfigurationError() throws Exception {
+        try (Sandbox sandbox = new Sandbox("python")) {
+            Path config = sandbox.resolve("prefork.toml");
+            Files.writeString(config, "[service]\npython = \"/nonexistent/python3\"\n");
+
+            Process daemon = startDaemon(config, sandbox.resolve("daemon.log"));
+
+            assertThat(daemon.waitFor(60, TimeUnit.SECONDS)).isTrue();
+            assertThat(daemon.exitValue()).isEqualTo(78);
+            assertThat(Files.readString(sandbox.resolve("daemon.log")))
+                    .contains("prefork: service.python = \"/nonexistent/python3\" is invalid:"
+                            + " there is no executable file there");
+        }
+    }
+
+    private static Path testConfig(Sandbox sandbox) throws IOException {
+        Path config = sandbox.resolve("prefork.toml");
+        Files.writeString(config, String.join("\n",
+                "[daemon]",
+                "socket = \"" + sandbox.resolve("control.sock") + "\"",
+                "worker_dir = \"" + sandbox.resolve("workers") + "\"",
+                "state_dir = \"" + sandbox.resolve("state") + "\"",
+                "[service]",
+                "name = \"test\"",
+                "[pool]",
+                "min_idle = 3",
+                ""));
+        return config;
     }
 
     private static int parked(Path socket) {

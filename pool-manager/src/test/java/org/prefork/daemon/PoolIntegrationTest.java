@@ -289,7 +289,7 @@ class PoolIntegrationTest {
     }
 
     @Test
-    void aSessionRunningWhileTheDaemonStopsStillGetsItsExitStatus() throws Exception {
+    void aSessionRunningWhileTheDaemonDrainsEndsNormallyAndLateCallersAreTold() throws Exception {
         try (DaemonFixture daemon = DaemonFixture.start("drain", TEST_POOL);
              ControlClient client = daemon.client()) {
             Reply.Ok ok = spawn(client, alice.name(), "echo");
@@ -298,7 +298,12 @@ class PoolIntegrationTest {
                     assertThat(other.shutdown()).isEqualTo(new Reply.ShutdownOk());
                 }
                 Awaitility.await().atMost(Duration.ofSeconds(10))
-                        .until(() -> !Files.exists(daemon.socket()));
+                        .until(() -> daemon.stats().parked() == 0);
+                try (ControlClient late = daemon.client()) {
+                    assertThat(late.spawn(alice.name(), List.of("echo"), Map.of()))
+                            .isEqualTo(new Reply.Error(ErrorCode.SHUTTING_DOWN,
+                                    "the daemon is shutting down"));
+                }
 
                 // Draining: the session goes on and ends by itself.
                 session.stdin().write("still here\n".getBytes(StandardCharsets.UTF_8));
