@@ -9,7 +9,8 @@ import org.prefork.daemon.PreforkDaemon;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "daemon", description = "Run preforkd in the foreground.")
+@Command(name = "daemon", mixinStandardHelpOptions = true,
+        description = "Run preforkd in the foreground.")
 final class DaemonCommand implements Callable<Integer> {
 
     @Option(names = "--config", paramLabel = "FILE",

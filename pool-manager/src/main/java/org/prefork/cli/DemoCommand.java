@@ -22,7 +22,8 @@ import picocli.CommandLine.Option;
  * The main job on an embedded default: a real Breezy branch, real smart-server
  * connections started cold and through the pool, measured the same way.
  */
-@Command(name = "demo", description = "Compare cold Breezy smart-server connections with"
+@Command(name = "demo", mixinStandardHelpOptions = true,
+        description = "Compare cold Breezy smart-server connections with"
         + " pooled ones, measured from starting the per-connection command to the"
         + " complete hello reply.")
 final class DemoCommand implements Callable<Integer> {

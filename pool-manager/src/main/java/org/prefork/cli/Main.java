@@ -8,6 +8,8 @@ import picocli.CommandLine.Command;
 /** {@code bin/prefork}: the subcommands that run on the JVM ({@code connect} is C). */
 @Command(name = "prefork", mixinStandardHelpOptions = true, version = "prefork 0.1.0",
         description = "A pre-fork worker pool for bzr+ssh smart-server sessions.",
+        footer = {"", "Per SSH connection: prefork connect [--socket PATH] [--user USER]"
+                + " [-- ARGS...]", "(a small C program; see 'prefork connect --help')."},
         subcommands = {DaemonCommand.class, StatusCommand.class, ShutdownCommand.class,
                 DemoCommand.class, CommandLine.HelpCommand.class})
 public final class Main {

@@ -7,7 +7,8 @@ import org.prefork.protocol.Reply;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 
-@Command(name = "shutdown", description = "Ask the daemon to drain its sessions and stop.")
+@Command(name = "shutdown", mixinStandardHelpOptions = true,
+        description = "Ask the daemon to drain its sessions and stop.")
 final class ShutdownCommand implements Callable<Integer> {
 
     /** Exit status when the daemon refuses (EX_NOPERM), as prefork connect uses it. */

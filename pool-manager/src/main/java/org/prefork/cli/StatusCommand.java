@@ -1,5 +1,6 @@
 package org.prefork.cli;
 
+import java.util.TreeMap;
 import java.util.concurrent.Callable;
 
 import org.prefork.protocol.ControlClient;
@@ -7,7 +8,8 @@ import org.prefork.protocol.Reply;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 
-@Command(name = "status", description = "Print the pool's counts, one key=value a line.")
+@Command(name = "status", mixinStandardHelpOptions = true,
+        description = "Print the pool's counts, one key=value a line.")
 final class StatusCommand implements Callable<Integer> {
 
     @Mixin
@@ -23,7 +25,8 @@ final class StatusCommand implements Callable<Integer> {
             System.err.println("prefork: unexpected reply: " + reply);
             return 1;
         }
-        status.values().forEach((key, value) -> System.out.println(key + "=" + value));
+        new TreeMap<>(status.values()).forEach((key, value) ->
+                System.out.println(key + "=" + value));
         return 0;
     }
 }

@@ -18,6 +18,10 @@ public final class ServiceCommand {
     public static List<String> normalize(String service, List<String> args) throws Refusal {
         if (service.equals("test")) {
             // The built-in test service checks its own arguments; it serves no user data.
+            if (args.isEmpty()) {
+                throw bad("the test service needs a command: echo, exit N, kill SIG,"
+                        + " stderr TEXT, sleep MS, whoami, read PATH or signal PID SIG");
+            }
             return List.copyOf(args);
         }
         return normalizeBreezy(args);
