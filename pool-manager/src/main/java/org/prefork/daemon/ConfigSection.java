@@ -68,12 +68,12 @@ final class ConfigSection {
             return fallback;
         }
         if (!value.isArray()) {
-            throw invalid(key, value, "a list of " + ruleText);
+            throw invalid(key, value, "a list in [ ], each item " + ruleText);
         }
         List<String> items = new ArrayList<>();
         for (JsonNode item : value) {
             if (!item.isTextual() || !rule.matcher(item.asText()).matches()) {
-                throw invalid(key, item, "a list of " + ruleText);
+                throw invalidItem(key, item, ruleText);
             }
             items.add(item.asText());
         }
@@ -85,13 +85,14 @@ final class ConfigSection {
         if (value.isMissingNode()) {
             return List.of();
         }
+        String itemRule = "an integer from " + min + " to " + max;
         if (!value.isArray()) {
-            throw invalid(key, value, "a list of integers from " + min + " to " + max);
+            throw invalid(key, value, "a list in [ ], each item " + itemRule);
         }
         List<Integer> items = new ArrayList<>();
         for (JsonNode item : value) {
             if (!item.isIntegralNumber() || item.asLong() < min || item.asLong() > max) {
-                throw invalid(key, item, "a list of integers from " + min + " to " + max);
+                throw invalidItem(key, item, itemRule);
             }
             items.add(item.asInt());
         }
@@ -114,6 +115,11 @@ final class ConfigSection {
                         + "'; [" + name + "] takes " + String.join(", ", known));
             }
         }
+    }
+
+    ConfigException invalidItem(String key, JsonNode item, String rule) {
+        return new ConfigException(name + "." + key + " has " + describe(item)
+                + ", which is invalid: each item must be " + rule);
     }
 
     ConfigException invalid(String key, JsonNode value, String rule) {

@@ -1,7 +1,9 @@
 package org.prefork.daemon;
 
 import java.io.IOException;
+import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.Iterator;
 import java.util.List;
@@ -70,8 +72,13 @@ public record DaemonConfig(
         String text;
         try {
             text = Files.readString(file);
+        } catch (NoSuchFileException e) {
+            throw new ConfigException("cannot read config file " + file + ": no such file");
+        } catch (AccessDeniedException e) {
+            throw new ConfigException("cannot read config file " + file
+                    + ": permission denied");
         } catch (IOException e) {
-            throw new ConfigException("cannot read config file " + file + ": " + e.getMessage());
+            throw new ConfigException("cannot read config file " + file + ": " + e);
         }
         return parse(text, preforkHome);
     }
@@ -81,7 +88,10 @@ public record DaemonConfig(
         try {
             root = new TomlMapper().readTree(toml);
         } catch (JacksonException e) {
-            throw new ConfigException("config is not valid TOML: " + e.getOriginalMessage());
+            String where = e.getLocation() == null ? "" : " (line " + e.getLocation().getLineNr()
+                    + ", column " + e.getLocation().getColumnNr() + ")";
+            throw new ConfigException("config is not valid TOML" + where + ": "
+                    + e.getOriginalMessage());
         }
         rejectUnknownSections(root);
         return fromTree(root, preforkHome);
@@ -132,18 +142,18 @@ public record DaemonConfig(
                 ABSOLUTE_PATH, pathRule));
         int startupMs = service.integer("startup_ms", 0, 0, 60_000);
         List<String> writablePaths = service.strings("writable_paths", List.of(),
-                WRITABLE_PATH, "absolute paths or \"~\"");
+                WRITABLE_PATH, "an absolute path or \"~\"");
         List<String> envAllowlist = service.strings("env_allowlist",
                 List.of("LANG", "LC_ALL", "BRZ_EMAIL", "BZR_EMAIL"),
-                ENV_NAME, "environment variable names such as \"BRZ_EMAIL\"");
+                ENV_NAME, "an environment variable name such as \"BRZ_EMAIL\"");
 
         List<Integer> trustedUids = policy.integers("trusted_uids", 0, Integer.MAX_VALUE);
         int minUid = policy.integer("min_uid", 1000, 1, Integer.MAX_VALUE);
         int maxUid = policy.integer("max_uid", 60_000, 1, Integer.MAX_VALUE);
         List<String> allowedGroups = policy.strings("allowed_groups", List.of(), GROUP_NAME,
-                "group names");
+                "a group name");
         List<String> deniedGroups = policy.strings("denied_groups", List.of(), GROUP_NAME,
-                "group names");
+                "a group name");
 
         Map<String, Long> rlimits = readRlimits(limits);
 

@@ -77,8 +77,10 @@ class DaemonConfigTest {
                 "daemon.socket = \"relative.sock\" is invalid: must be an absolute path");
         assertInvalid("[daemon]\nsocket_mode = \"rw-rw-rw-\"", "daemon.socket_mode ="
                 + " \"rw-rw-rw-\" is invalid: must be an octal file mode such as \"0660\"");
-        assertInvalid("[policy]\ntrusted_uids = [\"sshd\"]", "policy.trusted_uids = \"sshd\""
-                + " is invalid: must be a list of integers from 0 to 2147483647");
+        assertInvalid("[policy]\ntrusted_uids = [\"sshd\"]", "policy.trusted_uids has \"sshd\","
+                + " which is invalid: each item must be an integer from 0 to 2147483647");
+        assertInvalid("[service]\nwritable_paths = \"~\"", "service.writable_paths = \"~\" is"
+                + " invalid: must be a list in [ ], each item an absolute path or \"~\"");
     }
 
     @Test
@@ -104,8 +106,8 @@ class DaemonConfigTest {
     @Test
     void environmentNamesFollowTheProtocolRule() {
         assertInvalid("[service]\nenv_allowlist = [\"ld_preload\"]",
-                "service.env_allowlist = \"ld_preload\" is invalid: must be a list of"
-                        + " environment variable names such as \"BRZ_EMAIL\"");
+                "service.env_allowlist has \"ld_preload\", which is invalid: each item must be"
+                        + " an environment variable name such as \"BRZ_EMAIL\"");
     }
 
     @Test
@@ -133,9 +135,12 @@ class DaemonConfigTest {
 
     @Test
     void brokenTomlSaysSo() {
-        assertThatThrownBy(() -> parse("[pool\nmin_idle = 3"))
+        assertThatThrownBy(() -> parse("[pool]\nmin_idle = 3\nmin_idle = 4"))
                 .isInstanceOf(ConfigException.class)
-                .hasMessageStartingWith("config is not valid TOML");
+                .hasMessageStartingWith("config is not valid TOML (line 3, column ");
+        assertThatThrownBy(() -> DaemonConfig.load(Path.of("/nonexistent/prefork.toml"), HOME))
+                .isInstanceOf(ConfigException.class)
+                .hasMessage("cannot read config file /nonexistent/prefork.toml: no such file");
     }
 
     @Test
