@@ -48,31 +48,68 @@ final class DemoCommand implements Callable<Integer> {
 
         Path work = Files.createTempDirectory("prefork-demo-");
         Files.setPosixFilePermissions(work, PosixFilePermissions.fromString("rwxr-xr-x"));
-        DemoUser user = null;
-        PreforkDaemon daemon = null;
+        Cleanup cleanup = new Cleanup(work);
+        // Ctrl-C runs shutdown hooks, not this method's finally: clean up from both.
+        Thread hook = new Thread(cleanup::run, "demo-cleanup");
+        Runtime.getRuntime().addShutdownHook(hook);
         try {
-            user = DemoUser.prepare(work);
+            cleanup.user = DemoUser.prepare(work);
+            DemoUser user = cleanup.user;
             progress.step("sessions run as %s (uid %d)", user.name(), user.uid());
             Path branch = makeBranch(work, user);
             Path launcher = stageLauncher(work);
 
-            daemon = new PreforkDaemon(DaemonConfig.parse(demoConfig(work, user), Main.home()));
+            cleanup.daemon = new PreforkDaemon(
+                    DaemonConfig.parse(demoConfig(work, user), Main.home()));
             progress.step("starting preforkd and warming the Breezy template");
-            daemon.start();
-            progress.step("pool ready: %s", daemon.stats());
+            cleanup.daemon.start();
+            progress.step("pool ready: %s", cleanup.daemon.stats());
 
             progress.step("running %d cold and %d pooled connections, interleaved", runs, runs);
             JsonNode result = probe(work, user, branch, launcher);
             System.out.println(summary(result));
             return 0;
         } finally {
+            cleanup.run();
+            removeHook(hook);
+        }
+    }
+
+    private static void removeHook(Thread hook) {
+        try {
+            Runtime.getRuntime().removeShutdownHook(hook);
+        } catch (IllegalStateException e) {
+            // Already shutting down (interrupted): the hook is running or has run.
+        }
+    }
+
+    /** Undoes what the demo made, once, whether it ended or was interrupted. */
+    private static final class Cleanup {
+        private final Path work;
+        private volatile DemoUser user;
+        private volatile PreforkDaemon daemon;
+        private boolean done;
+
+        Cleanup(Path work) {
+            this.work = work;
+        }
+
+        synchronized void run() {
+            if (done) {
+                return;
+            }
+            done = true;
             if (daemon != null) {
                 daemon.stop();
             }
-            // The demo user's sessions wrote below here: remove without following links.
-            Trees.remove(work);
-            if (user != null) {
-                user.removeIfCreated();
+            try {
+                // The demo user's sessions wrote below here: remove without following links.
+                Trees.remove(work);
+                if (user != null) {
+                    user.removeIfCreated();
+                }
+            } catch (IOException | InterruptedException e) {
+                System.err.println("prefork: demo cleanup incomplete: " + e.getMessage());
             }
         }
     }

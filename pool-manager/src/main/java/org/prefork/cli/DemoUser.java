@@ -15,6 +15,7 @@ import jnr.posix.Passwd;
 record DemoUser(String name, int uid, int gid, Path home, boolean createdForRun) {
 
     static final String NAME = "prefork-demo";
+    static final String MARKER = "prefork demo, removed after the demo";
 
     static DemoUser prepare(Path work) throws IOException, InterruptedException {
         POSIX posix = POSIXFactory.getNativePOSIX();
@@ -24,11 +25,14 @@ record DemoUser(String name, int uid, int gid, Path home, boolean createdForRun)
                     Path.of(self.getHome()), false);
         }
 
-        boolean created = posix.getpwnam(NAME) == null;
+        Passwd existing = posix.getpwnam(NAME);
+        // A user with our marker was left by an interrupted demo: ours to remove too.
+        boolean created = existing == null || MARKER.equals(existing.getGECOS());
         Path home = work.resolve("home");
-        if (created) {
+        if (existing == null) {
             Exec.run(List.of("useradd", "--create-home", "--home-dir", home.toString(),
-                    "--shell", "/usr/sbin/nologin", "--user-group", NAME), null, null);
+                    "--shell", "/usr/sbin/nologin", "--user-group", "--comment", MARKER,
+                    NAME), null, null);
         } else {
             Exec.run(List.of("mkdir", "-p", home.toString()), null, null);
             Exec.run(List.of("chown", NAME + ":", home.toString()), null, null);
