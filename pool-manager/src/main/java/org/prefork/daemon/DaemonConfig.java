@@ -138,8 +138,7 @@ public record DaemonConfig(
         Path python = Path.of(service.string("python", "/usr/bin/python3",
                 ABSOLUTE_PATH, pathRule));
         Path workerStub = Path.of(service.string("worker_stub",
-                home.resolve("worker-stub/src/main/python").toString(),
-                ABSOLUTE_PATH, pathRule));
+                defaultWorkerStub(home).toString(), ABSOLUTE_PATH, pathRule));
         int startupMs = service.integer("startup_ms", 0, 0, 60_000);
         List<String> writablePaths = service.strings("writable_paths", List.of(),
                 WRITABLE_PATH, "an absolute path or \"~\"");
@@ -224,6 +223,13 @@ public record DaemonConfig(
                         + " [pool] and [service]");
             }
         }
+    }
+
+    /** An install (deploy/install.sh) keeps the Python under python/; a checkout elsewhere. */
+    private static Path defaultWorkerStub(Path home) {
+        Path installed = home.resolve("python");
+        return Files.isRegularFile(installed.resolve("prefork_template.py")) ? installed
+                : home.resolve("worker-stub/src/main/python");
     }
 
     /** The directory the template warms up in: its own repository and empty config home. */
