@@ -204,7 +204,7 @@ class FifoAttackTest {
     }
 
     private static List<Path> parkedDirs() throws IOException {
-        try (Stream<Path> dirs = Files.list(daemon.workerDir())) {
+        try (Stream<Path> dirs = daemon.workerDirectories().stream()) {
             return dirs.filter(dir -> {
                 try {
                     return Files.getOwner(dir).getName().equals("root");

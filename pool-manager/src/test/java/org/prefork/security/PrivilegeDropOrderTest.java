@@ -115,8 +115,6 @@ class PrivilegeDropOrderTest {
     }
 
     private static List<Path> parkedStdinFifos() throws IOException {
-        try (Stream<Path> dirs = Files.list(daemon.workerDir())) {
-            return dirs.map(dir -> dir.resolve("stdin")).toList();
-        }
+        return daemon.workerDirectories().stream().map(dir -> dir.resolve("stdin")).toList();
     }
 }

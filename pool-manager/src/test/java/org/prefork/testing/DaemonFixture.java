@@ -18,6 +18,7 @@ import org.prefork.metrics.PoolMetrics;
 import org.prefork.daemon.PoolStats;
 import org.prefork.daemon.PreforkDaemon;
 import org.prefork.protocol.ControlClient;
+import org.prefork.protocol.Limits;
 import org.prefork.protocol.Reply;
 
 /**
@@ -84,6 +85,14 @@ public final class DaemonFixture implements AutoCloseable {
 
     public Path workerDir() {
         return sandbox.resolve("workers");
+    }
+
+    /** The workers' directories (w1, w2, ...), without the daemon's own lock file. */
+    public List<Path> workerDirectories() throws IOException {
+        try (Stream<Path> entries = Files.list(workerDir())) {
+            return entries.filter(entry -> Limits.WORKER_ID.matcher(
+                    entry.getFileName().toString()).matches()).sorted().toList();
+        }
     }
 
     public Sandbox sandbox() {
