@@ -316,10 +316,20 @@ static long parse_digits(const char *s, size_t max_digits)
 
 static void usage(void)
 {
-    fputs("usage: prefork-connect [--socket PATH] [--user USER] [--env NAME]...\n"
+    fputs("usage: prefork connect [--socket PATH] [--user USER] [--env NAME]...\n"
           "                       [--timeout-ms N] [--] [ARG...]\n"
           "Asks preforkd for a worker bound to USER and relays stdin, stdout and\n"
-          "stderr to it. Without ARGs, the words of SSH_ORIGINAL_COMMAND are the ARGs.\n",
+          "stderr to it. Without ARGs, the words of SSH_ORIGINAL_COMMAND are the ARGs.\n"
+          "\n"
+          "  --socket PATH    the daemon's control socket (default /run/prefork/control.sock)\n"
+          "  --user USER      the user to bind (default: the caller; only root and\n"
+          "                   trusted frontends may name another user)\n"
+          "  --env NAME       pass NAME from this environment if the daemon allows it\n"
+          "  --timeout-ms N   how long to wait for a worker (default 30000)\n"
+          "\n"
+          "Exit status: the worker's, or 128+N if signal N killed it; 64 bad arguments,\n"
+          "69 daemon unreachable, 70 daemon gone before the exit status, 75 pool\n"
+          "exhausted or daemon stopping, 76 protocol error, 77 refused.\n",
           stdout);
 }
 
