@@ -105,14 +105,7 @@ public final class ControlServer implements Closeable {
         if (!Files.exists(socket)) {
             return;
         }
-        boolean live;
-        try (UnixSocketChannel probe =
-                     UnixSocketChannel.open(new UnixSocketAddress(socket.toFile()))) {
-            live = true;
-        } catch (IOException e) {
-            live = false;
-        }
-        if (live) {
+        if (connectsTo(socket)) {
             throw new IOException("another daemon is already listening on " + socket);
         }
     }
@@ -233,11 +226,18 @@ public final class ControlServer implements Closeable {
      * number may be reused; one connection of our own lets the acceptor see it is closed.
      */
     private void wakeAcceptor() {
-        try (UnixSocketChannel wake =
-                     UnixSocketChannel.open(new UnixSocketAddress(config.socket().toFile()))) {
-            log.debug("woke the acceptor");
+        if (!connectsTo(config.socket())) {
+            log.debug("acceptor already gone");
+        }
+    }
+
+    /** Connects and hangs up at once; true when something listens on {@code socket}. */
+    private static boolean connectsTo(Path socket) {
+        try {
+            UnixSocketChannel.open(new UnixSocketAddress(socket.toFile())).close();
+            return true;
         } catch (IOException e) {
-            log.debug("acceptor already gone: {}", e.getMessage());
+            return false;
         }
     }
 

@@ -5,7 +5,6 @@ import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -215,8 +214,7 @@ public record DaemonConfig(
     }
 
     private static void rejectUnknownSections(JsonNode root) throws ConfigException {
-        for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> entry = it.next();
+        for (Map.Entry<String, JsonNode> entry : root.properties()) {
             if (!SECTIONS.contains(entry.getKey())) {
                 throw new ConfigException("unknown section or key '" + entry.getKey()
                         + "'; the config has the tables [daemon], [limits], [policy],"

@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.TreeMap;
 import java.util.stream.Stream;
 
+import com.fasterxml.jackson.core.type.TypeReference;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.AfterAll;
@@ -90,7 +91,9 @@ class WorkerIsolationAttackTest {
         assertThat(who.get("setuid0").asText()).isEqualTo("error EPERM");
         assertThat(who.get("no_new_privs").asInt()).isEqualTo(1);
         assertThat(who.get("dumpable").asInt()).isZero();
-        assertThat(JSON.convertValue(who.get("capabilities"), Map.class)).isEqualTo(
+        Map<String, Integer> capabilities = JSON.convertValue(who.get("capabilities"),
+                new TypeReference<Map<String, Integer>>() { });
+        assertThat(capabilities).isEqualTo(
                 Map.of("CapInh", 0, "CapPrm", 0, "CapEff", 0, "CapAmb", 0));
     }
 
