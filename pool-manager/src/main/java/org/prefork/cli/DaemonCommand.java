@@ -8,6 +8,7 @@ import org.prefork.daemon.DaemonConfig;
 import org.prefork.daemon.PreforkDaemon;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
+import sun.misc.Signal;
 
 @Command(name = "daemon", mixinStandardHelpOptions = true,
         description = "Run preforkd in the foreground.")
@@ -38,6 +39,7 @@ final class DaemonCommand implements Callable<Integer> {
 
         // SIGTERM and SIGINT run shutdown hooks; stopping drains sessions first.
         Runtime.getRuntime().addShutdownHook(new Thread(daemon::stop, "stop-on-signal"));
+        reloadOnHangup(daemon);
         try {
             daemon.start();
         } catch (java.io.IOException e) {
@@ -47,5 +49,19 @@ final class DaemonCommand implements Callable<Integer> {
             return code == PreforkDaemon.EXIT_OK ? PreforkDaemon.EXIT_FAILED : code;
         }
         return daemon.awaitStop();
+    }
+
+    /**
+     * SIGHUP reloads the configuration, as operators expect of a daemon. The handler
+     * only starts the reload on a thread of its own: the signal thread must not block.
+     */
+    private void reloadOnHangup(PreforkDaemon daemon) {
+        Signal.handle(new Signal("HUP"), signal -> {
+            if (configFile == null) {
+                System.err.println("prefork: SIGHUP ignored: started without --config");
+                return;
+            }
+            new Thread(() -> daemon.reload(configFile, Main.home()), "reload").start();
+        });
     }
 }

@@ -39,7 +39,7 @@ public final class ControlServer implements Closeable {
     /** Concurrent connections, sessions included; one more gets an error and is closed. */
     private static final int MAX_CONNECTIONS = 1024;
 
-    private final DaemonConfig config;
+    private volatile DaemonConfig config;
     private final ControlConnection.Handler handler;
     private final int socketGid;
     private final IntPredicate unlimited;
@@ -204,6 +204,11 @@ public final class ControlServer implements Closeable {
         } catch (IOException e) {
             log.debug("closing a connection failed: {}", e.getMessage());
         }
+    }
+
+    /** Applies a reloaded configuration (the socket itself never changes on reload). */
+    void reconfigure(DaemonConfig next) {
+        config = next;
     }
 
     /** Stops accepting, ends every open connection, and removes the socket we made. */

@@ -223,6 +223,34 @@ public record DaemonConfig(
         }
     }
 
+    /**
+     * What a reload applies: {@code next}, except for the keys that only a restart can
+     * change (the socket, the directories, the service and its interpreter), which keep
+     * this configuration's values. Their names go to {@code kept} when they differ.
+     */
+    public DaemonConfig reloadWith(DaemonConfig next, List<String> kept) {
+        keep(kept, "daemon.socket", socket, next.socket);
+        keep(kept, "daemon.socket_mode", socketMode, next.socketMode);
+        keep(kept, "daemon.socket_group", socketGroup, next.socketGroup);
+        keep(kept, "daemon.worker_dir", workerDir, next.workerDir);
+        keep(kept, "daemon.state_dir", stateDir, next.stateDir);
+        keep(kept, "service.name", service, next.service);
+        keep(kept, "service.python", python, next.python);
+        keep(kept, "service.worker_stub", workerStub, next.workerStub);
+        keep(kept, "service.startup_ms", startupMs, next.startupMs);
+        return new DaemonConfig(socket, socketMode, socketGroup, next.maxConnectionsPerUid,
+                workerDir, stateDir, next.minIdle, next.maxTotal, next.waitTimeoutMs,
+                next.maxWaiting, next.fifoOpenTimeoutMs, next.drainTimeoutMs, service, python,
+                workerStub, startupMs, next.writablePaths, next.envAllowlist, next.trustedUids,
+                next.minUid, next.maxUid, next.allowedGroups, next.deniedGroups, next.rlimits);
+    }
+
+    private static void keep(List<String> kept, String key, Object running, Object next) {
+        if (!running.equals(next)) {
+            kept.add(key);
+        }
+    }
+
     /** An install (deploy/install.sh) keeps the Python under python/; a checkout elsewhere. */
     private static Path defaultWorkerStub(Path home) {
         Path installed = home.resolve("python");

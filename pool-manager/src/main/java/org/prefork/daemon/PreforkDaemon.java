@@ -7,6 +7,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 import java.util.stream.Stream;
@@ -38,11 +40,11 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     private static final long TEMPLATE_READY_TIMEOUT_MS = 120_000;
     private static final String LOCK_FILE = ".preforkd.lock";
 
-    private final DaemonConfig config;
+    private volatile DaemonConfig config;
     private final int daemonUid;
     private final String daemonUser;
     private final UserDatabase users;
-    private final UserPolicy policy;
+    private volatile UserPolicy policy;
     private final WorkerPool pool;
     private final PoolMetrics metrics;
     private final ControlServer server;
@@ -197,6 +199,29 @@ public final class PreforkDaemon implements ControlConnection.Handler {
         }
     }
 
+    /**
+     * Reads the configuration again and applies it without touching a session: the
+     * policy, the pool's bounds and timeouts, the environment allowlist, the writable
+     * paths and the rlimits. A file that does not validate changes nothing.
+     */
+    public synchronized void reload(Path file, Path preforkHome) {
+        try {
+            DaemonConfig read = DaemonConfig.load(file, preforkHome);
+            List<String> kept = new ArrayList<>();
+            DaemonConfig next = config.reloadWith(read, kept);
+            UserPolicy nextPolicy = new UserPolicy(users, next, daemonUid);
+            kept.forEach(key -> log.warn("reload: {} changed; it takes effect on restart", key));
+
+            policy = nextPolicy;
+            config = next;
+            pool.reconfigure(next);
+            server.reconfigure(next);
+            log.info("configuration reloaded from {}", file);
+        } catch (ConfigException e) {
+            log.error("reload refused, the running configuration stays: {}", e.getMessage());
+        }
+    }
+
     private void onFatalTemplateExit(int templateExitCode) {
         exitCode = templateExitCode == EXIT_SERVICE_IMPORT || templateExitCode == EXIT_WARM_UP
                 ? templateExitCode : EXIT_FAILED;
@@ -211,8 +236,10 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     @Override
     public Worker handOut(Caller caller, Request.Spawn spawn, Map<String, String> env)
             throws Refusal, InterruptedException {
-        UserAccount account = policy.authorize(caller, spawn.user());
-        Caller frontend = policy.identify(caller);
+        UserPolicy current = policy;  // one policy per request, even across a reload
+        UserAccount account = current.authorize(caller, spawn.user());
+        Caller frontend = current.identify(caller);
+        DaemonConfig config = this.config;
         var args = ServiceCommand.normalize(config.service(), spawn.args());
         log.info("spawn for {} (uid {}) asked by uid {} (pid:{})", account.name(),
                 account.uid(), caller.uid(), caller.pid());

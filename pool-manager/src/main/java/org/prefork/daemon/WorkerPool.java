@@ -45,7 +45,7 @@ public final class WorkerPool implements TemplateLink.Listener {
     private static final long STATS_PERIOD_MS = 30_000;
     private static final long REPLENISH_DELAY_MS = 25;
 
-    private final DaemonConfig config;
+    private volatile DaemonConfig config;
     private final PoolMetrics metrics;
     private final IntConsumer onFatalTemplateExit;
     private final ScheduledExecutorService housekeeper =
@@ -233,6 +233,18 @@ public final class WorkerPool implements TemplateLink.Listener {
         } catch (RejectedExecutionException e) {
             // The pool is shutting down: nothing to replenish.
         }
+    }
+
+    /** Applies a reloaded configuration: new bounds hold from the next request on. */
+    void reconfigure(DaemonConfig next) {
+        lock.lock();
+        try {
+            config = next;
+            changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+        replenish();
     }
 
     /** Forks until the idle target is met, within max_total. Sends outside the lock. */

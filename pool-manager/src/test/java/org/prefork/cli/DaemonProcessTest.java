@@ -9,15 +9,18 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
 import org.awaitility.Awaitility;
 import org.junit.jupiter.api.Test;
 import org.prefork.protocol.ControlClient;
+import org.prefork.protocol.ExitStatus;
 import org.prefork.protocol.Reply;
 import org.prefork.testing.Processes;
 import org.prefork.testing.Sandbox;
+import org.prefork.testing.TestUsers;
 
 /** preforkd as operators run it: a process of its own, stopped by a signal. */
 class DaemonProcessTest {
@@ -112,6 +115,55 @@ class DaemonProcessTest {
                     .contains("prefork: service.python = \"/nonexistent/python3\" is invalid:"
                             + " there is no executable file there");
         }
+    }
+
+    @Test
+    void sighupReloadsThePoolAndPolicyWithoutDroppingASession() throws Exception {
+        try (TestUsers users = TestUsers.requireRoot(); Sandbox sandbox = new Sandbox("hup")) {
+            TestUsers.User alice = users.create("alice");
+            Path config = testConfig(sandbox);
+            Path socket = sandbox.resolve("control.sock");
+            Process daemon = startDaemon(config, sandbox.resolve("daemon.log"));
+            try {
+                Awaitility.await().atMost(Duration.ofSeconds(60)).until(() -> parked(socket) == 3);
+                try (ControlClient client = ControlClient.connect(socket)) {
+                    Reply.Ok ok = (Reply.Ok) client.spawn(alice.name(), List.of("echo"), Map.of());
+                    try (ControlClient.Session session = ControlClient.Session.open(ok)) {
+                        Files.writeString(config, Files.readString(config)
+                                .replace("min_idle = 3", "min_idle = 5")
+                                .replace("control.sock", "elsewhere.sock"));
+                        hangUp(daemon);
+                        Awaitility.await().atMost(Duration.ofSeconds(30))
+                                .until(() -> parked(socket) == 5);
+
+                        Files.writeString(config, "[pool]\nmin_idle = -1\n");
+                        hangUp(daemon);
+                        Awaitility.await().atMost(Duration.ofSeconds(10)).until(() -> Files
+                                .readString(sandbox.resolve("daemon.log")).contains("refused"));
+
+                        session.stdin().write("still served\n".getBytes(StandardCharsets.UTF_8));
+                        session.stdin().close();
+                        assertThat(new String(session.stdout().readAllBytes(),
+                                StandardCharsets.UTF_8)).isEqualTo("still served\n");
+                    }
+                    assertThat(client.readReply())
+                            .isEqualTo(new Reply.Exit(ok.workerId(), ExitStatus.code(0)));
+                }
+                String log = Files.readString(sandbox.resolve("daemon.log"));
+                assertThat(log).contains("reload: daemon.socket changed; it takes effect on"
+                        + " restart").contains("configuration reloaded from " + config)
+                        .contains("reload refused, the running configuration stays:"
+                                + " pool.min_idle = -1 is invalid");
+                assertThat(parked(socket)).isEqualTo(5);
+            } finally {
+                daemon.destroy();
+                daemon.waitFor(30, TimeUnit.SECONDS);
+            }
+        }
+    }
+
+    private static void hangUp(Process daemon) throws Exception {
+        new ProcessBuilder("kill", "-HUP", Long.toString(daemon.pid())).start().waitFor();
     }
 
     private static Path testConfig(Sandbox sandbox) throws IOException {
