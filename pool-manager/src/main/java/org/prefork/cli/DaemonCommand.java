@@ -6,6 +6,9 @@ import java.util.concurrent.Callable;
 import org.prefork.daemon.ConfigException;
 import org.prefork.daemon.DaemonConfig;
 import org.prefork.daemon.PreforkDaemon;
+import org.prefork.metrics.MicrometerPoolMetrics;
+import org.prefork.metrics.PoolMetrics;
+import org.prefork.metrics.PrometheusEndpoint;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import sun.misc.Signal;
@@ -23,11 +26,11 @@ final class DaemonCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        PreforkDaemon daemon;
+        DaemonConfig config;
         try {
-            DaemonConfig config = configFile == null ? DaemonConfig.defaults(Main.home())
+            config = configFile == null ? DaemonConfig.defaults(Main.home())
                     : DaemonConfig.load(configFile, Main.home());
-            daemon = new PreforkDaemon(config);
+            PreforkDaemon.check(config);
         } catch (ConfigException e) {
             System.err.println("prefork: " + e.getMessage());
             return PreforkDaemon.EXIT_CONFIG;
@@ -37,6 +40,27 @@ final class DaemonCommand implements Callable<Integer> {
             return 0;
         }
 
+        PrometheusEndpoint endpoint = null;
+        if (config.metricsListenAddress().isPresent()) {
+            try {
+                endpoint = PrometheusEndpoint.start(config.metricsListenAddress().get());
+            } catch (java.io.IOException e) {
+                System.err.println("prefork: cannot serve metrics on " + config.metricsAddress()
+                        + ": " + e.getMessage());
+                return PreforkDaemon.EXIT_CONFIG;
+            }
+        }
+        try {
+            return run(new PreforkDaemon(config, endpoint == null ? PoolMetrics.NOOP
+                    : new MicrometerPoolMetrics(endpoint.registry())));
+        } finally {
+            if (endpoint != null) {
+                endpoint.close();
+            }
+        }
+    }
+
+    private int run(PreforkDaemon daemon) throws Exception {
         // SIGTERM and SIGINT run shutdown hooks; stopping drains sessions first.
         Runtime.getRuntime().addShutdownHook(new Thread(daemon::stop, "stop-on-signal"));
         reloadOnHangup(daemon);

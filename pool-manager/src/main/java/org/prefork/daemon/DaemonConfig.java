@@ -44,7 +44,8 @@ public record DaemonConfig(
         int maxUid,
         List<String> allowedGroups,
         List<String> deniedGroups,
-        Map<String, Long> rlimits) {
+        Map<String, Long> rlimits,
+        String metricsAddress) {
 
     private static final Pattern ABSOLUTE_PATH = Pattern.compile("/[^\\x00]*");
     private static final Pattern WRITABLE_PATH = Pattern.compile("~|/[^\\x00]*");
@@ -61,7 +62,9 @@ public record DaemonConfig(
             "LD_.*|PYTHON.*|BRZ_PLUGIN.*|BZR_PLUGIN.*|BRZ_HOME|BZR_HOME|GCONV_PATH|LOCPATH"
                     + "|NLSPATH|HOSTALIASES|RES_OPTIONS|MALLOC_.*|GLIBC_TUNABLES|IFS|ENV|BASH_ENV");
     private static final Set<String> SECTIONS =
-            Set.of("daemon", "pool", "service", "policy", "limits");
+            Set.of("daemon", "pool", "service", "policy", "limits", "metrics");
+    private static final Pattern LISTEN_ADDRESS =
+            Pattern.compile("|[A-Za-z0-9.\\-]+:[0-9]{1,5}|\\[[0-9A-Fa-f:]+\\]:[0-9]{1,5}");
 
     /** Names the daemon sets itself; a frontend can never supply them. */
     private static final Set<String> RESERVED_ENV =
@@ -111,6 +114,7 @@ public record DaemonConfig(
         ConfigSection service = new ConfigSection("service", root.get("service"));
         ConfigSection policy = new ConfigSection("policy", root.get("policy"));
         ConfigSection limits = new ConfigSection("limits", root.get("limits"));
+        ConfigSection metrics = new ConfigSection("metrics", root.get("metrics"));
         String pathRule = "an absolute path";
 
         Path socket = Path.of(daemon.string("socket", "/run/prefork/control.sock",
@@ -155,7 +159,10 @@ public record DaemonConfig(
 
         Map<String, Long> rlimits = readRlimits(limits);
 
-        for (ConfigSection section : List.of(daemon, pool, service, policy, limits)) {
+        String metricsAddress = metrics.string("address", "", LISTEN_ADDRESS,
+                "\"host:port\" such as \"127.0.0.1:9464\", or \"\" for no endpoint");
+
+        for (ConfigSection section : List.of(daemon, pool, service, policy, limits, metrics)) {
             section.rejectUnknownKeys();
         }
         checkCrossKeyRules(minIdle, maxTotal, minUid, maxUid, envAllowlist, python);
@@ -164,7 +171,7 @@ public record DaemonConfig(
                 workerDir, stateDir, minIdle, maxTotal, waitTimeoutMs, maxWaiting,
                 fifoOpenTimeoutMs, drainTimeoutMs, serviceName, python, workerStub, startupMs,
                 writablePaths, envAllowlist, trustedUids, minUid, maxUid, allowedGroups,
-                deniedGroups, rlimits);
+                deniedGroups, rlimits, metricsAddress);
     }
 
     private static Map<String, Long> readRlimits(ConfigSection limits) throws ConfigException {
@@ -217,8 +224,8 @@ public record DaemonConfig(
         for (Map.Entry<String, JsonNode> entry : root.properties()) {
             if (!SECTIONS.contains(entry.getKey())) {
                 throw new ConfigException("unknown section or key '" + entry.getKey()
-                        + "'; the config has the tables [daemon], [limits], [policy],"
-                        + " [pool] and [service]");
+                        + "'; the config has the tables [daemon], [limits], [metrics],"
+                        + " [policy], [pool] and [service]");
             }
         }
     }
@@ -238,17 +245,30 @@ public record DaemonConfig(
         keep(kept, "service.python", python, next.python);
         keep(kept, "service.worker_stub", workerStub, next.workerStub);
         keep(kept, "service.startup_ms", startupMs, next.startupMs);
+        keep(kept, "metrics.address", metricsAddress, next.metricsAddress);
         return new DaemonConfig(socket, socketMode, socketGroup, next.maxConnectionsPerUid,
                 workerDir, stateDir, next.minIdle, next.maxTotal, next.waitTimeoutMs,
                 next.maxWaiting, next.fifoOpenTimeoutMs, next.drainTimeoutMs, service, python,
                 workerStub, startupMs, next.writablePaths, next.envAllowlist, next.trustedUids,
-                next.minUid, next.maxUid, next.allowedGroups, next.deniedGroups, next.rlimits);
+                next.minUid, next.maxUid, next.allowedGroups, next.deniedGroups, next.rlimits,
+                metricsAddress);
     }
 
     private static void keep(List<String> kept, String key, Object running, Object next) {
         if (!running.equals(next)) {
             kept.add(key);
         }
+    }
+
+    /** Where the Prometheus endpoint listens, or empty when there is none. */
+    public java.util.Optional<java.net.InetSocketAddress> metricsListenAddress() {
+        if (metricsAddress.isEmpty()) {
+            return java.util.Optional.empty();
+        }
+        int colon = metricsAddress.lastIndexOf(':');
+        String host = metricsAddress.substring(0, colon).replace("[", "").replace("]", "");
+        int port = Integer.parseInt(metricsAddress.substring(colon + 1));
+        return java.util.Optional.of(new java.net.InetSocketAddress(host, port));
     }
 
     /** An install (deploy/install.sh) keeps the Python under python/; a checkout elsewhere. */

@@ -77,6 +77,18 @@ public final class PreforkDaemon implements ControlConnection.Handler {
                 uid -> policy.mayNameOthers(new Caller(uid, -1, -1)));
     }
 
+    /**
+     * Checks what the configuration names on this system, as a start would: groups,
+     * frontends, the service's files. For {@code --check}, and before binding a port.
+     */
+    public static void check(DaemonConfig config) throws ConfigException {
+        POSIX posix = POSIXFactory.getNativePOSIX();
+        UserDatabase users = new PosixUserDatabase(posix);
+        new UserPolicy(users, config, posix.geteuid());
+        checkServiceFiles(config);
+        socketGid(users, config);
+    }
+
     /** Without these the template cannot start; that is a configuration error. */
     private static void checkServiceFiles(DaemonConfig config) throws ConfigException {
         if (!Files.isRegularFile(config.python()) || !Files.isExecutable(config.python())) {

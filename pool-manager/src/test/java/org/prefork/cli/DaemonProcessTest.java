@@ -162,6 +162,36 @@ class DaemonProcessTest {
         }
     }
 
+    @Test
+    void theMetricsEndpointServesThePoolToPrometheus() throws Exception {
+        try (Sandbox sandbox = new Sandbox("metrics")) {
+            int port;
+            try (java.net.ServerSocket probe = new java.net.ServerSocket(0, 1,
+                    java.net.InetAddress.getByName("127.0.0.1"))) {
+                port = probe.getLocalPort();
+            }
+            Path config = testConfig(sandbox);
+            Files.writeString(config, Files.readString(config)
+                    + "[metrics]\naddress = \"127.0.0.1:" + port + "\"\n");
+            Process daemon = startDaemon(config, sandbox.resolve("daemon.log"));
+            try {
+                Awaitility.await().atMost(Duration.ofSeconds(60))
+                        .until(() -> parked(sandbox.resolve("control.sock")) == 3);
+
+                String scrape = java.net.http.HttpClient.newHttpClient().send(
+                        java.net.http.HttpRequest.newBuilder(java.net.URI.create(
+                                "http://127.0.0.1:" + port + "/metrics")).build(),
+                        java.net.http.HttpResponse.BodyHandlers.ofString()).body();
+
+                assertThat(scrape).contains("prefork_workers{state=\"parked\"} 3.0")
+                        .contains("prefork_requests_waiting 0.0");
+            } finally {
+                daemon.destroy();
+                daemon.waitFor(30, TimeUnit.SECONDS);
+            }
+        }
+    }
+
     private static void hangUp(Process daemon) throws Exception {
         new ProcessBuilder("kill", "-HUP", Long.toString(daemon.pid())).start().waitFor();
     }

@@ -89,7 +89,8 @@ class DaemonConfigTest {
                 + " drain_timeout_ms, fifo_open_timeout_ms, max_total, max_waiting,"
                 + " min_idle, wait_timeout_ms");
         assertInvalid("[pools]\nmin_idle = 3", "unknown section or key 'pools'; the config"
-                + " has the tables [daemon], [limits], [policy], [pool] and [service]");
+                + " has the tables [daemon], [limits], [metrics], [policy], [pool] and"
+                + " [service]");
     }
 
     @Test
@@ -131,6 +132,15 @@ class DaemonConfigTest {
         assertThat(config.deniedGroups()).containsExactly("nobzr");
         assertInvalid("[daemon]\nsocket_group = \"wheel;rm\"", "daemon.socket_group ="
                 + " \"wheel;rm\" is invalid: must be a group name such as \"bzr\"");
+    }
+
+    @Test
+    void theMetricsEndpointIsOffUnlessAnAddressIsGiven() throws Exception {
+        assertThat(DaemonConfig.defaults(HOME).metricsListenAddress()).isEmpty();
+        assertThat(parse("[metrics]\naddress = \"127.0.0.1:9464\"").metricsListenAddress())
+                .hasValue(new java.net.InetSocketAddress("127.0.0.1", 9464));
+        assertInvalid("[metrics]\naddress = \"9464\"", "metrics.address = \"9464\" is invalid:"
+                + " must be \"host:port\" such as \"127.0.0.1:9464\", or \"\" for no endpoint");
     }
 
     @Test
