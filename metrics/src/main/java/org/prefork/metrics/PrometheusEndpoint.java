@@ -19,6 +19,21 @@ import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 public final class PrometheusEndpoint implements Closeable {
 
     private static final String CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+    private static final int THREADS = 4;
+
+    static {
+        // The JDK's server waits for a request forever by default, so one client that
+        // never finishes its request would hold a thread for good. It reads these once,
+        // when its classes load, which is why they are set here, before any server.
+        setIfAbsent("sun.net.httpserver.maxReqTime", "10");
+        setIfAbsent("sun.net.httpserver.maxRspTime", "10");
+    }
+
+    private static void setIfAbsent(String key, String seconds) {
+        if (System.getProperty(key) == null) {
+            System.setProperty(key, seconds);
+        }
+    }
 
     private final PrometheusMeterRegistry registry =
             new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
@@ -33,7 +48,7 @@ public final class PrometheusEndpoint implements Closeable {
         HttpServer server = HttpServer.create(address, 16);
         PrometheusEndpoint endpoint = new PrometheusEndpoint(server);
         server.createContext("/", endpoint::handle);
-        server.setExecutor(Executors.newSingleThreadExecutor(runnable -> {
+        server.setExecutor(Executors.newFixedThreadPool(THREADS, runnable -> {
             Thread thread = new Thread(runnable, "metrics-endpoint");
             thread.setDaemon(true);
             return thread;

@@ -7,6 +7,7 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 
 import org.junit.jupiter.api.Test;
 
@@ -37,6 +38,28 @@ class PrometheusEndpointTest {
                     .contains("prefork_handouts_total 1.0")
                     .contains("prefork_refusals_total{code=\"pool-exhausted\"} 1.0")
                     .contains("prefork_handout_wait_seconds_count 1");
+        }
+    }
+
+    @Test
+    void aClientThatNeverFinishesItsRequestBlocksNobody() throws Exception {
+        try (PrometheusEndpoint endpoint =
+                     PrometheusEndpoint.start(new InetSocketAddress("127.0.0.1", 0));
+             java.net.Socket slow = new java.net.Socket("127.0.0.1", endpoint.port())) {
+            slow.getOutputStream().write(
+                    "GET /metrics HTTP/1.1\r\nHost: x\r\n".getBytes(StandardCharsets.US_ASCII));
+            slow.getOutputStream().flush();
+
+            HttpRequest scrape = HttpRequest.newBuilder(
+                    URI.create("http://127.0.0.1:" + endpoint.port() + "/metrics"))
+                    .timeout(java.time.Duration.ofSeconds(5)).build();
+
+            assertThat(HttpClient.newHttpClient()
+                    .send(scrape, HttpResponse.BodyHandlers.ofString()).statusCode())
+                    .isEqualTo(200);
+            // And the server gives up on the slow one (maxReqTime, 10 s, checked each second).
+            slow.setSoTimeout(15_000);
+            assertThat(slow.getInputStream().read()).isEqualTo(-1);
         }
     }
 

@@ -142,7 +142,8 @@ public final class ControlServer implements Closeable {
             closeQuietly(channel);
             return;
         }
-        if (!admit(uid)) {
+        boolean capped = !unlimited.test(uid);
+        if (capped && !admit(uid)) {
             log.warn("refusing a connection from uid {}: it has {} open", uid,
                     config.maxConnectionsPerUid());
             rejectBusy(channel, "too many open control connections for uid " + uid
@@ -154,11 +155,11 @@ public final class ControlServer implements Closeable {
                 try {
                     new ControlConnection(channel, handler).run();
                 } finally {
-                    release(uid);
+                    release(uid, capped);
                 }
             });
         } catch (RejectedExecutionException e) {
-            release(uid);
+            release(uid, capped);
             log.warn("refusing a connection: {} connections are open", MAX_CONNECTIONS);
             rejectBusy(channel, "too many open control connections");
         }
@@ -169,19 +170,20 @@ public final class ControlServer implements Closeable {
      * cap; root and the trusted frontends carry every user's sessions and have none.
      */
     private boolean admit(int uid) {
-        if (unlimited.test(uid)) {
-            return true;
-        }
         int open = openByUid.merge(uid, 1, Integer::sum);
         if (open > config.maxConnectionsPerUid()) {
-            release(uid);
+            release(uid, true);
             return false;
         }
         return true;
     }
 
-    private void release(int uid) {
-        if (!unlimited.test(uid)) {
+    /**
+     * Whether a connection counted is decided once, when it opens: a reload that makes a
+     * uid trusted (or not) while its connections are open must not skew the count.
+     */
+    private void release(int uid, boolean counted) {
+        if (counted) {
             openByUid.computeIfPresent(uid, (key, open) -> open > 1 ? open - 1 : null);
         }
     }

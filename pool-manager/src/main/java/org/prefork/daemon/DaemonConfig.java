@@ -47,6 +47,7 @@ public record DaemonConfig(
         Map<String, Long> rlimits,
         String metricsAddress) {
 
+    private static final long MAX_FILE_BYTES = 1 << 20;
     private static final Pattern ABSOLUTE_PATH = Pattern.compile("/[^\\x00]*");
     private static final Pattern WRITABLE_PATH = Pattern.compile("~|/[^\\x00]*");
     private static final Pattern OCTAL_MODE = Pattern.compile("0?[0-7]{3}");
@@ -73,6 +74,15 @@ public record DaemonConfig(
     public static DaemonConfig load(Path file, Path preforkHome) throws ConfigException {
         String text;
         try {
+            // A FIFO would block the reader and a huge file exhaust the heap.
+            if (Files.exists(file) && !Files.isRegularFile(file)) {
+                throw new ConfigException("cannot read config file " + file
+                        + ": not a regular file");
+            }
+            if (Files.exists(file) && Files.size(file) > MAX_FILE_BYTES) {
+                throw new ConfigException("cannot read config file " + file + ": larger than "
+                        + MAX_FILE_BYTES + " bytes");
+            }
             text = Files.readString(file);
         } catch (NoSuchFileException e) {
             throw new ConfigException("cannot read config file " + file + ": no such file");

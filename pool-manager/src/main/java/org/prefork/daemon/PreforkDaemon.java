@@ -10,6 +10,7 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.CountDownLatch;
 import java.util.stream.Stream;
 
@@ -51,6 +52,10 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     private final CountDownLatch stopped = new CountDownLatch(1);
     private volatile int exitCode = EXIT_OK;
     private volatile FileLock runtimeLock;
+    private final Object reloading = new Object();
+    /** Counts applied reloads, so a request that waited can tell its checks went stale. */
+    private final java.util.concurrent.atomic.AtomicLong reloads =
+            new java.util.concurrent.atomic.AtomicLong();
     private boolean stopping;
 
     /** @throws ConfigException when a name in the config does not resolve (a group) */
@@ -137,8 +142,12 @@ public final class PreforkDaemon implements ControlConnection.Handler {
         ControlServer.refuseIfAnotherDaemonListens(config.socket());
         Files.createDirectories(config.workerDir());
         Path lockFile = config.workerDir().resolve(LOCK_FILE);
-        FileChannel channel = FileChannel.open(lockFile, StandardOpenOption.CREATE,
-                StandardOpenOption.WRITE);
+        // 0600: a user who could open it could hold a lock on it and keep us from ever
+        // starting again (the directory is 0711, so anyone can reach the name).
+        FileChannel channel = FileChannel.open(lockFile, Set.of(StandardOpenOption.CREATE,
+                StandardOpenOption.WRITE), PosixFilePermissions.asFileAttribute(
+                        PosixFilePermissions.fromString("rw-------")));
+        Files.setPosixFilePermissions(lockFile, PosixFilePermissions.fromString("rw-------"));
         FileLock lock = channel.tryLock();
         if (lock == null) {
             channel.close();
@@ -216,7 +225,14 @@ public final class PreforkDaemon implements ControlConnection.Handler {
      * policy, the pool's bounds and timeouts, the environment allowlist, the writable
      * paths and the rlimits. A file that does not validate changes nothing.
      */
-    public synchronized void reload(Path file, Path preforkHome) {
+    public void reload(Path file, Path preforkHome) {
+        // Its own lock: a reload reading a slow file must never hold up stop().
+        synchronized (reloading) {
+            reloadNow(file, preforkHome);
+        }
+    }
+
+    private void reloadNow(Path file, Path preforkHome) {
         try {
             DaemonConfig read = DaemonConfig.load(file, preforkHome);
             List<String> kept = new ArrayList<>();
@@ -228,8 +244,9 @@ public final class PreforkDaemon implements ControlConnection.Handler {
             config = next;
             pool.reconfigure(next);
             server.reconfigure(next);
+            reloads.incrementAndGet();
             log.info("configuration reloaded from {}", file);
-        } catch (ConfigException e) {
+        } catch (ConfigException | RuntimeException e) {
             log.error("reload refused, the running configuration stays: {}", e.getMessage());
         }
     }
@@ -248,14 +265,27 @@ public final class PreforkDaemon implements ControlConnection.Handler {
     @Override
     public Worker handOut(Caller caller, Request.Spawn spawn, Map<String, String> env)
             throws Refusal, InterruptedException {
-        UserPolicy current = policy;  // one policy per request, even across a reload
+        long generation = reloads.get();
+        // Checked now, so that a refusal never waits for a worker; checked again at
+        // hand-out only if a reload came in between.
+        Binding first = bindingFor(caller, spawn, env);
+        log.info("spawn for {} (uid {}) asked by uid {} (pid:{})", first.user().name(),
+                first.user().uid(), caller.uid(), caller.pid());
+        return pool.handOut(first.user().name(), () -> reloads.get() == generation ? first
+                : bindingFor(caller, spawn, env));
+    }
+
+    /** Everything a worker is told, from one snapshot of the policy and the config. */
+    private Binding bindingFor(Caller caller, Request.Spawn spawn, Map<String, String> env)
+            throws Refusal {
+        UserPolicy current = policy;
+        DaemonConfig config = this.config;
         UserAccount account = current.authorize(caller, spawn.user());
         Caller frontend = current.identify(caller);
-        DaemonConfig config = this.config;
         var args = ServiceCommand.normalize(config.service(), spawn.args());
-        log.info("spawn for {} (uid {}) asked by uid {} (pid:{})", account.name(),
-                account.uid(), caller.uid(), caller.pid());
-        return pool.handOut(new Binding(account, frontend, args, Map.copyOf(env), config));
+        Map<String, String> allowed = new java.util.LinkedHashMap<>(env);
+        allowed.keySet().retainAll(config.envAllowlist());
+        return new Binding(account, frontend, args, Map.copyOf(allowed), config);
     }
 
     @Override

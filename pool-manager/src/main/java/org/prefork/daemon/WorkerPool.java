@@ -135,8 +135,11 @@ public final class WorkerPool implements TemplateLink.Listener {
      * Hands the oldest parked worker to {@code binding}'s user and waits until it has
      * dropped its privileges. Waits for a parked worker within the configured bounds.
      */
-    Worker handOut(Binding binding) throws Refusal, InterruptedException {
-        Worker worker = takeParked(binding.user().name());
+    Worker handOut(String userName, BindingSource source)
+            throws Refusal, InterruptedException {
+        long askedAtNanos = System.nanoTime();
+        Worker worker = takeParked(userName);
+        Binding binding = bindingFor(worker, source, askedAtNanos);
         try {
             template.send(TemplateCodec.bind(worker.id, binding.toJson()));
             worker.bound.get(BIND_TIMEOUT_MS, TimeUnit.MILLISECONDS);
@@ -163,8 +166,48 @@ public final class WorkerPool implements TemplateLink.Listener {
         return worker;
     }
 
+    /**
+     * Makes the binding only once a worker is taken: a request may have waited for one
+     * through a reload, and what it was checked against then may no longer hold.
+     */
+    interface BindingSource {
+        Binding binding() throws Refusal;
+    }
+
+    private Binding bindingFor(Worker worker, BindingSource source, long askedAtNanos)
+            throws Refusal {
+        Binding binding;
+        try {
+            binding = source.binding();
+        } catch (Refusal | RuntimeException e) {
+            putBack(worker);
+            throw e;
+        }
+        lock.lock();
+        try {
+            handedOut++;
+        } finally {
+            lock.unlock();
+        }
+        metrics.handedOut(worker.boundAtNanos - askedAtNanos);
+        return binding;
+    }
+
+    /** Returns an untouched worker to the head of the queue: it is still the oldest. */
+    private void putBack(Worker worker) {
+        lock.lock();
+        try {
+            worker.state = Worker.State.PARKED;
+            worker.user = "-";
+            worker.boundAtNanos = 0;
+            parked.addFirst(worker);
+            changed.signalAll();
+        } finally {
+            lock.unlock();
+        }
+    }
+
     private Worker takeParked(String user) throws Refusal, InterruptedException {
-        long askedAtNanos = System.nanoTime();
         lock.lock();
         try {
             if (closing) {
@@ -180,8 +223,6 @@ public final class WorkerPool implements TemplateLink.Listener {
             worker.state = Worker.State.BINDING;
             worker.user = user;
             worker.boundAtNanos = System.nanoTime();
-            handedOut++;
-            metrics.handedOut(worker.boundAtNanos - askedAtNanos);
             return worker;
         } finally {
             lock.unlock();

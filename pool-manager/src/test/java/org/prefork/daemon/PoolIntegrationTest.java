@@ -317,6 +317,54 @@ class PoolIntegrationTest {
     }
 
     @Test
+    void aRequestQueuedBeforeAReloadIsCheckedAgainstTheNewPolicy() throws Exception {
+        TestUsers.User bob = users.create("bob");
+        Map<String, String> oneWorker = Map.of("service", "name = \"test\"",
+                "pool", "min_idle = 1\nmax_total = 1\nwait_timeout_ms = 20000");
+        try (DaemonFixture daemon = DaemonFixture.start("requeue", oneWorker);
+             ControlClient alices = daemon.client();
+             ControlClient bobs = daemon.client()) {
+            Reply.Ok ok = spawn(alices, alice.name(), "echo");
+            var bobsReply = java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+                try {
+                    return bobs.spawn(bob.name(), List.of("whoami"), Map.of());
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            });
+            Awaitility.await().atMost(Duration.ofSeconds(10))
+                    .until(() -> daemon.stats().waiting() == 1);
+
+            // Bob was created after alice, so his uid is the higher one.
+            Map<String, String> tighter = new java.util.HashMap<>(oneWorker);
+            tighter.put("policy", "max_uid = " + alice.uid());
+            daemon.reload(tighter);
+            runSession(alices, ok, "");
+
+            assertThat(bobsReply.get(20, java.util.concurrent.TimeUnit.SECONDS))
+                    .isEqualTo(new Reply.Error(ErrorCode.REFUSED, "spawn refused for user '"
+                            + bob.name() + "': uid " + bob.uid() + " is above max_uid "
+                            + alice.uid()));
+            // The worker he did not get went back to the pool, untouched.
+            daemon.awaitParked(1);
+            assertThat(daemon.stats().handedOut()).isEqualTo(1);
+        }
+    }
+
+    @Test
+    void theRuntimeLockCanBeOpenedByRootAlone() throws Exception {
+        try (DaemonFixture daemon = DaemonFixture.start("lock", TEST_POOL)) {
+            Path lock = daemon.workerDir().resolve(".preforkd.lock");
+
+            assertThat(Files.getPosixFilePermissions(lock))
+                    .isEqualTo(java.nio.file.attribute.PosixFilePermissions.fromString(
+                            "rw-------"));
+            Commands.Result squat = asUser(alice, "dd", "if=" + lock, "count=0");
+            assertThat(squat.stderr()).contains("Permission denied");
+        }
+    }
+
+    @Test
     void aKilledTemplateIsRestartedAndThePoolRefills() throws Exception {
         try (DaemonFixture daemon = DaemonFixture.start("restart", TEST_POOL)) {
             daemon.awaitParked(2);

@@ -95,6 +95,13 @@ public final class DaemonFixture implements AutoCloseable {
         }
     }
 
+    /** Rewrites the daemon's config file with {@code extraToml} and reloads it. */
+    public void reload(Map<String, String> extraToml) throws IOException {
+        Path file = sandbox.resolve("prefork.toml");
+        Files.writeString(file, config(sandbox, extraToml));
+        daemon.reload(file, home());
+    }
+
     public Sandbox sandbox() {
         return sandbox;
     }
