@@ -18,6 +18,7 @@ import org.junit.jupiter.api.Test;
 import org.prefork.protocol.ControlClient;
 import org.prefork.protocol.ExitStatus;
 import org.prefork.protocol.Reply;
+import org.prefork.testing.DaemonFixture;
 import org.prefork.testing.Processes;
 import org.prefork.testing.Sandbox;
 import org.prefork.testing.TestUsers;
@@ -58,18 +59,8 @@ class DaemonProcessTest {
 
     @Test
     void badConfigExitsWith78AndNamesTheKey() throws Exception {
-        try (Sandbox sandbox = new Sandbox("badconfig")) {
-            Path config = sandbox.resolve("prefork.toml");
-            Files.writeString(config, "[pool]\nmin_idle = -1\n");
-
-            Process daemon = startDaemon(config, sandbox.resolve("daemon.log"));
-
-            assertThat(daemon.waitFor(60, TimeUnit.SECONDS)).isTrue();
-            assertThat(daemon.exitValue()).isEqualTo(78);
-            assertThat(Files.readString(sandbox.resolve("daemon.log"), StandardCharsets.UTF_8))
-                    .contains("prefork: pool.min_idle = -1 is invalid:"
-                            + " must be an integer from 0 to 256");
-        }
+        assertConfigRefused("badconfig", "[pool]\nmin_idle = -1\n",
+                "prefork: pool.min_idle = -1 is invalid: must be an integer from 0 to 256");
     }
 
     @Test
@@ -103,18 +94,9 @@ class DaemonProcessTest {
 
     @Test
     void aPythonThatCannotRunIsAConfigurationError() throws Exception {
-        try (Sandbox sandbox = new Sandbox("python")) {
-            Path config = sandbox.resolve("prefork.toml");
-            Files.writeString(config, "[service]\npython = \"/nonexistent/python3\"\n");
-
-            Process daemon = startDaemon(config, sandbox.resolve("daemon.log"));
-
-            assertThat(daemon.waitFor(60, TimeUnit.SECONDS)).isTrue();
-            assertThat(daemon.exitValue()).isEqualTo(78);
-            assertThat(Files.readString(sandbox.resolve("daemon.log")))
-                    .contains("prefork: service.python = \"/nonexistent/python3\" is invalid:"
-                            + " there is no executable file there");
-        }
+        assertConfigRefused("python", "[service]\npython = \"/nonexistent/python3\"\n",
+                "prefork: service.python = \"/nonexistent/python3\" is invalid: there is no"
+                        + " executable file there");
     }
 
     @Test
@@ -197,18 +179,23 @@ class DaemonProcessTest {
     }
 
     private static Path testConfig(Sandbox sandbox) throws IOException {
-        Path config = sandbox.resolve("prefork.toml");
-        Files.writeString(config, String.join("\n",
-                "[daemon]",
-                "socket = \"" + sandbox.resolve("control.sock") + "\"",
-                "worker_dir = \"" + sandbox.resolve("workers") + "\"",
-                "state_dir = \"" + sandbox.resolve("state") + "\"",
-                "[service]",
-                "name = \"test\"",
-                "[pool]",
-                "min_idle = 3",
-                ""));
-        return config;
+        return Files.writeString(sandbox.resolve("prefork.toml"), DaemonFixture.config(sandbox,
+                Map.of("service", "name = \"test\"", "pool", "min_idle = 3")));
+    }
+
+    /** Starts a daemon on {@code toml} and expects it to refuse with 78 and {@code message}. */
+    private static void assertConfigRefused(String name, String toml, String message)
+            throws Exception {
+        try (Sandbox sandbox = new Sandbox(name)) {
+            Path config = Files.writeString(sandbox.resolve("prefork.toml"), toml);
+
+            Process daemon = startDaemon(config, sandbox.resolve("daemon.log"));
+
+            assertThat(daemon.waitFor(60, TimeUnit.SECONDS)).isTrue();
+            assertThat(daemon.exitValue()).isEqualTo(78);
+            assertThat(Files.readString(sandbox.resolve("daemon.log"), StandardCharsets.UTF_8))
+                    .contains(message);
+        }
     }
 
     private static int parked(Path socket) {

@@ -270,17 +270,8 @@ class ParentDeathTest {
     }
 
     private List<String> reaperCommand() throws IOException {
-        Path config = sandbox.resolve("prefork.toml");
-        Files.writeString(config, String.join("\n",
-                "[daemon]",
-                "socket = \"" + socket() + "\"",
-                "worker_dir = \"" + sandbox.resolve("workers") + "\"",
-                "state_dir = \"" + sandbox.resolve("state") + "\"",
-                "[service]",
-                "name = \"test\"",
-                "[pool]",
-                "min_idle = 2",
-                ""));
+        Path config = Files.writeString(sandbox.resolve("prefork.toml"), DaemonFixture.config(
+                sandbox, Map.of("service", "name = \"test\"", "pool", "min_idle = 2")));
         return new ArrayList<>(List.of("/usr/bin/python3", "-I", "-c", REAPER,
                 sandbox.resolve("daemon.log").toString(),
                 Path.of(System.getProperty("java.home"), "bin", "java").toString(),

@@ -57,7 +57,11 @@ public final class DaemonFixture implements AutoCloseable {
         return new DaemonFixture(sandbox, daemon);
     }
 
-    private static String config(Sandbox sandbox, Map<String, String> extra) {
+    /**
+     * A config rooted in {@code sandbox} (control.sock, workers/, state/), with
+     * {@code extra} lines added to their tables; for daemons run as processes too.
+     */
+    public static String config(Sandbox sandbox, Map<String, String> extra) {
         StringBuilder toml = new StringBuilder();
         for (String table : List.of("daemon", "pool", "service", "policy", "limits")) {
             toml.append('[').append(table).append("]\n");
